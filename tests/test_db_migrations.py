@@ -1,0 +1,123 @@
+"""The schema comes from the Alembic migrations, on SQLite and PostgreSQL, and matches the models."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from db_fixtures import *  # noqa: F403
+from sqlalchemy import inspect
+
+from db import migrate
+from db.engine import default_url, make_engine, normalize_url
+from db.migrate import SchemaError
+from db.models import Base
+from db.store import Store
+
+TABLES = {"users", "requests", "poems", "ratings", "adapters", "training_runs"}
+
+
+def _tables(engine) -> set[str]:
+    return set(inspect(engine).get_table_names()) - {"alembic_version"}
+
+
+def test_upgrade_creates_schema_matching_models_and_downgrade_roundtrips(db_url):
+    engine = make_engine(db_url)
+    try:
+        assert migrate.current_revision(engine) is None
+        assert migrate.upgrade(engine) == migrate.head_revision() == "0001"
+        assert _tables(engine) == TABLES
+        insp = inspect(engine)
+        assert {tuple(u["column_names"]) for u in insp.get_unique_constraints("ratings")} == {
+            ("user_id", "poem_id")
+        }
+        assert {fk["name"] for fk in insp.get_foreign_keys("ratings")} == {
+            "fk_ratings_user_id_users",
+            "fk_ratings_poem_id_poems",
+        }
+        with engine.connect() as conn:
+            diff = compare_metadata(
+                MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
+            )
+        assert diff == [], f"models and migrations disagree: {diff}"
+
+        assert migrate.downgrade(engine, "base") is None
+        assert _tables(engine) == set()
+        assert migrate.upgrade(engine) == "0001"
+        assert _tables(engine) == TABLES
+        assert migrate.upgrade(engine) == "0001"  # idempotent
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_pragmas_wal_foreign_keys_busy_timeout(tmp_path):
+    with Store(f"sqlite:///{tmp_path / 's.db'}") as store, store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+
+
+def test_refuses_outdated_schema_naming_the_command(db_url):
+    with pytest.raises(SchemaError) as err:
+        Store(db_url, upgrade=False)
+    assert "shiren db upgrade" in str(err.value)
+    with Store(db_url, upgrade=True) as store:
+        assert store.stats()["users"] == 0
+    with Store(db_url, upgrade=False) as store:  # now at head: fine
+        assert store.stats()["poems"] == 0
+
+
+def test_refuses_unknown_revision(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    Store(url).close()
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    engine.dispose()
+    with pytest.raises(SchemaError, match="shiren db upgrade"):
+        Store(url, upgrade=False)
+
+
+def test_default_url_and_postgres_driver(monkeypatch, tmp_path):
+    monkeypatch.delenv("SHIREN_DATABASE_URL", raising=False)
+    monkeypatch.setenv("SHIREN_HOME", str(tmp_path / "home"))
+    assert default_url() == f"sqlite:///{tmp_path / 'home' / 'shiren.db'}"
+    with Store() as store:
+        assert store.url.endswith("home/shiren.db")
+    assert (tmp_path / "home" / "shiren.db").exists()
+    monkeypatch.setenv("SHIREN_DATABASE_URL", "postgres://u:secret@h/db")
+    u = normalize_url(None)
+    assert u.drivername == "postgresql+psycopg"
+    assert "secret" not in make_engine(None).url.render_as_string()
+    with pytest.raises(ValueError, match="SQLite or PostgreSQL"):
+        normalize_url("mysql://u@h/db")
+
+
+def test_cli_upgrade_current_export_forget(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from db.cli import app
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    runner = CliRunner()
+    r = runner.invoke(app, ["current", "--url", url])
+    assert r.exit_code == 1 and "shiren db upgrade" in r.output
+    r = runner.invoke(app, ["upgrade", "--url", url])
+    assert r.exit_code == 0 and "0001" in r.output
+    r = runner.invoke(app, ["current", "--url", url])
+    assert r.exit_code == 0 and "revision 0001" in r.output
+
+    with Store(url) as store:
+        uid = store.ensure_user("cli", "me", "我")
+        store.record_poems(uid, make_request(), make_poems(1))  # noqa: F405
+    r = runner.invoke(app, ["export", "--url", url, "--user-id", str(uid)])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["user"]["display_name"] == "我"
+    r = runner.invoke(app, ["forget", "--url", url, "--user-id", str(uid)], input="n\n")
+    assert r.exit_code != 0
+    r = runner.invoke(app, ["forget", "--url", url, "--user-id", str(uid), "--yes"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["export", "--url", url, "--user-id", str(uid)])
+    assert r.exit_code == 1 and "No user" in r.output
