@@ -47,7 +47,11 @@ def _register_optional() -> None:
 
     app.add_typer(train_app, name="train")
     from core.gelv.cli import check
+    from core.write_cli import write
+    from db.cli import app as db_app
 
+    app.add_typer(db_app, name="db")
+    app.command("write")(write)
     app.command("check", help="Check a poem's 格律: tone and rhyme of every character, and a verdict.")(check)
 
 

@@ -1,0 +1,213 @@
+"""Constrained sampling: the model proposes, the plan's masks dispose.
+
+Every row of a batch walks the same slots (core.plan). At a character slot the logits are masked
+to the characters that keep the poem legal for that row — the tone the still-possible templates
+allow, a rhyme class still shared with the row's earlier rhymes, no character used twice — so
+form, rhyme and tonal pattern hold by construction. Forced tokens (punctuation, user-fixed chars)
+are fed to the model together in one forward call.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from core.gelv.table import tone_classes
+from core.plan import Plan, rhyme_keys
+
+# A rhyme class needs this many characters in the vocabulary to be offered (avoids 窄韵 dead ends).
+MIN_RHYME_CHARS = 12
+
+
+def _is_cjk(tok: str) -> bool:
+    return len(tok) == 1 and ("\u3400" <= tok <= "\u9fff" or "\U00020000" <= tok <= "\U0002fa1f")
+
+
+class VocabIndex:
+    """Per-token facts the masks are built from, computed once per tokenizer."""
+
+    def __init__(self, tokenizer):
+        vocab = tokenizer.get_vocab()
+        self.size = len(tokenizer)
+        self.id_to_tok = [""] * self.size
+        for tok, i in vocab.items():
+            if i < self.size:
+                self.id_to_tok[i] = tok
+        self.tok_to_id = {t: i for i, t in enumerate(self.id_to_tok) if t}
+        content = torch.zeros(self.size, dtype=torch.bool)
+        ping = torch.zeros(self.size, dtype=torch.bool)
+        ze = torch.zeros(self.size, dtype=torch.bool)
+        keys_jinti: dict[str, list[int]] = {}
+        keys_ci: dict[str, list[int]] = {}
+        for i, tok in enumerate(self.id_to_tok):
+            if not _is_cjk(tok):
+                continue
+            tc = tone_classes(tok)
+            if not tc:
+                continue  # unknown tone: never offered, so every char's tone is checkable
+            content[i] = True
+            ping[i] = "平" in tc
+            ze[i] = "仄" in tc
+            for g in rhyme_keys(tok, "近体"):
+                keys_jinti.setdefault(g, []).append(i)
+            for b in rhyme_keys(tok, "词"):
+                keys_ci.setdefault(b, []).append(i)
+        self.content, self.ping, self.ze = content, ping, ze
+        self.tone_mask = {"平": content & ping, "仄": content & ze, "中": content}
+        self.classes: dict[str, tuple[str, ...]] = {}
+        self.class_matrix: dict[str, torch.Tensor] = {}
+        for kind, keys in (("近体", keys_jinti), ("词", keys_ci)):
+            names = tuple(sorted(k for k, ids in keys.items() if len(ids) >= MIN_RHYME_CHARS))
+            m = torch.zeros(len(names), self.size)
+            for gi, k in enumerate(names):
+                m[gi, keys[k]] = 1.0
+            self.classes[kind] = names
+            self.class_matrix[kind] = m  # (G, V)
+        self.vocab_chars = {t for t in self.tok_to_id if _is_cjk(t)}
+
+    def char_id(self, ch: str) -> int:
+        return self.tok_to_id[ch]
+
+
+@dataclass
+class RowState:
+    templates: set[int]
+    groups: set[str]
+    used: set[int]
+    logprob: float = 0.0
+    n_sampled: int = 0
+    failed: bool = False
+
+
+def _allowed_tones(slot, templates: set[int]) -> set[str]:
+    marks = {slot.marks[t] for t in templates}
+    return {"平", "仄"} if "中" in marks else marks
+
+
+def row_mask(vi: VocabIndex, kind: str, slot, st: RowState) -> torch.Tensor:
+    """Bool (V,) mask of the characters this row may put in this slot."""
+    tones = _allowed_tones(slot, st.templates)
+    rhyming = {t for t in st.templates if slot.rhyme[t]}
+    base = vi.content.clone()
+    if st.used:
+        base[list(st.used)] = False
+    tone_m = torch.zeros_like(base)
+    for t in tones:
+        tone_m |= vi.tone_mask[t]
+    if not rhyming:
+        return base & tone_m
+    names = vi.classes[kind]
+    sel = torch.tensor([1.0 if g in st.groups else 0.0 for g in names])
+    in_group = (sel @ vi.class_matrix[kind]) > 0  # (V,)
+    rhyme_tones = {slot.marks[t] for t in rhyming} - {"中"} or {"平", "仄"}
+    rhyme_m = torch.zeros_like(base)
+    for t in rhyme_tones:
+        rhyme_m |= vi.tone_mask[t]
+    rhyme_ok = base & rhyme_m & in_group
+    if rhyming == st.templates:
+        return rhyme_ok
+    # Mixed (首句入韵 or not): a non-rhyming char of the non-rhyming templates' tone, or a rhyme.
+    other_tones = {slot.marks[t] for t in st.templates - rhyming}
+    other = torch.zeros_like(base)
+    for t in ({"平", "仄"} if "中" in other_tones else other_tones):
+        other |= vi.tone_mask[t]
+    return rhyme_ok | (base & other)
+
+
+def update_row(vi: VocabIndex, kind: str, slot, st: RowState, tok_id: int) -> None:
+    """Narrow this row's templates and rhyme classes after `tok_id` went into `slot`."""
+    ch = vi.id_to_tok[tok_id]
+    tc = tone_classes(ch)
+    marks = slot.relaxed if slot.fixed else slot.marks
+    keep = {t for t in st.templates if marks[t] == "中" or marks[t] in tc}
+    rhyming = {t for t in keep if slot.rhyme[t]}
+    if rhyming:
+        k = rhyme_keys(ch, kind) & st.groups
+        if rhyming == keep:
+            if k:
+                st.groups = set(k)
+            else:
+                st.failed = True  # only reachable with a user-fixed char; the plan rules that out
+        elif k and "平" in tc:
+            keep, st.groups = rhyming, set(k)
+        else:
+            keep -= rhyming
+    if not keep:
+        st.failed = True
+        return
+    st.templates = keep
+    st.used.add(tok_id)
+
+
+def sample(logits: torch.Tensor, mask: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator) -> torch.Tensor:
+    """(B,) token ids from (B, V) logits restricted to `mask`, with temperature and nucleus sampling."""
+    x = (logits / temperature).masked_fill(~mask, -math.inf)
+    probs = torch.softmax(x, dim=-1)
+    if top_p < 1.0:
+        sp, idx = probs.sort(dim=-1, descending=True)
+        keep = sp.cumsum(-1) - sp < top_p  # always keeps the most likely token
+        sp = sp * keep
+        probs = torch.zeros_like(probs).scatter_(-1, idx, sp)
+    return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+
+
+@torch.inference_mode()
+def generate(model, tokenizer, vi: VocabIndex, plan: Plan, prompt: str, batch: int, temperature: float,
+             top_p: float, seed: int) -> list[tuple[list[int], RowState]]:
+    """Sample `batch` poems following `plan`; returns each row's char ids (one per slot) and state."""
+    device = next(model.parameters()).device
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    kind = "词" if plan.form == "词" else "近体"
+    all_groups = set(plan.groups) if plan.groups else set(vi.classes[kind])
+    fixed_ids = {vi.char_id(s.fixed) for s in plan.slots if s.fixed}
+    rows = [RowState(set(plan.templates), set(all_groups), set(fixed_ids)) for _ in range(batch)]
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    pending = torch.tensor([prompt_ids] * batch, dtype=torch.long)  # (B, P) tokens not yet fed
+    past = None
+    out_ids: list[list[int]] = [[] for _ in range(batch)]
+    logits = None
+    for slot in plan.slots:
+        if slot.kind == "punct" or slot.fixed:
+            tid = vi.char_id(slot.text if slot.kind == "punct" else slot.fixed)
+            if slot.kind == "char":
+                for r in rows:
+                    update_row(vi, kind, slot, r, tid)
+            for o in out_ids:
+                o.append(tid)
+            pending = torch.cat([pending, torch.full((batch, 1), tid, dtype=torch.long)], dim=1)
+            continue
+        # A free char: feed what is pending, then sample under this row's mask.
+        out = model(input_ids=pending.to(device), cache=past, use_cache=True)
+        past = out.cache
+        logits = out.logits[:, -1, :].float().cpu()  # (B, V)
+        mask = torch.stack([row_mask(vi, kind, slot, r) for r in rows])  # (B, V)
+        empty = ~mask.any(dim=-1)
+        for b in empty.nonzero().flatten().tolist():  # dead end: allow a repeated char, then anything legal
+            rows[b].used = set(fixed_ids)
+            mask[b] = row_mask(vi, kind, slot, rows[b])
+            if not mask[b].any():
+                rows[b].failed = True
+                mask[b] = vi.content
+        tok = sample(logits, mask, temperature, top_p, gen)  # (B,)
+        logp = torch.log_softmax(logits, dim=-1).gather(1, tok[:, None]).squeeze(1)
+        for b, r in enumerate(rows):
+            t = int(tok[b])
+            update_row(vi, kind, slot, r, t)
+            r.logprob += float(logp[b])
+            r.n_sampled += 1
+            out_ids[b].append(t)
+        pending = tok[:, None]
+    return [(ids, r) for ids, r in zip(out_ids, rows, strict=True)]
+
+
+def render_text(plan: Plan, vi: VocabIndex, ids: list[int]) -> str:
+    """The poem text with a newline after each couplet (近体) or sentence (词)."""
+    parts = []
+    breaks = set(plan.line_breaks)
+    for i, tid in enumerate(ids):
+        parts.append(vi.id_to_tok[tid])
+        if i in breaks and i != len(ids) - 1:
+            parts.append("\n")
+    return "".join(parts)

@@ -1,0 +1,171 @@
+"""The poet: one object that turns a PoemRequest into poems. The CLI, the bot and the app use it.
+
+    poet = Poet.load()                      # shipped base model (+ the active adapter, if any)
+    poems = poet.write(PoemRequest(form="七绝", title="春夜", acrostic="春江花月"))
+    poems = await poet.awrite(request)      # from asyncio: never blocks the event loop
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import re
+import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+from core.corpus_lines import FILE_NAME as CORPUS_LINES_FILE
+from core.corpus_lines import CorpusLines
+from core.generate import VocabIndex, generate, render_text
+from core.plan import build_plan
+from core.prompt import header
+from core.requests import normalize_request
+from core.types import BusyError, Poem, PoemRequest, ShirenError
+
+_CLAUSE = re.compile(r"[，。？！；、\n]+")
+
+
+class ModelLoadError(ShirenError):
+    """The model dir is missing or unreadable."""
+
+
+def analyze_scores(text: str, form: str, cipai: str) -> dict:
+    from core.gelv import analyze
+
+    a = analyze(text, form=None if form == "词" else form, cipai=cipai or None)
+    return a.scores()
+
+
+class Poet:
+    """Thread-safe; one model, one vocabulary index, a small executor for async callers."""
+
+    def __init__(self, model, tokenizer, *, version: str = "", conditioned: bool = False,
+                 corpus_lines: CorpusLines | None = None, max_pending: int = 32):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.vi = VocabIndex(tokenizer)
+        self.version = version or "unversioned"
+        # Only an SFT adapter teaches the model the keyword/acrostic/first-line header fields.
+        self.conditioned = conditioned
+        self.corpus_lines = corpus_lines
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="poet")
+        self._pending = 0
+        self._pending_lock = threading.Lock()
+        self.max_pending = max_pending
+
+    # ---- loading -------------------------------------------------------------------------
+    @classmethod
+    def load(cls, model_dir: Path | None = None, adapter: Path | None = None, **kw) -> Poet:
+        """Base model (default: SHIREN_MODEL_DIR or the shipped models/base), optionally with a LoRA adapter."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from core import paths
+
+        model_dir = Path(model_dir or paths.model_dir())
+        if not (model_dir / "config.json").exists():
+            raise ModelLoadError(f"no model at {model_dir} (set SHIREN_MODEL_DIR or reinstall Shiren)")
+        try:
+            tok = AutoTokenizer.from_pretrained(str(model_dir))
+            model = AutoModelForCausalLM.from_pretrained(str(model_dir), torch_dtype=torch.float32)
+        except Exception as e:  # noqa: BLE001
+            raise ModelLoadError(f"cannot load the model at {model_dir}: {e}") from e
+        version = "base-" + _dir_digest(model_dir)
+        conditioned = False
+        if adapter is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+            version += "+" + Path(adapter).name
+            conditioned = True
+        lines = CorpusLines.load(model_dir / CORPUS_LINES_FILE)
+        return cls(model, tok, version=version, conditioned=conditioned, corpus_lines=lines, **kw)
+
+    # ---- writing -------------------------------------------------------------------------
+    def validate(self, request: PoemRequest) -> PoemRequest:
+        return normalize_request(request, self.vi.vocab_chars)
+
+    def prompt_for(self, req: PoemRequest) -> str:
+        if self.conditioned:
+            return header(req.form, title=req.title, cipai=req.cipai, keywords=req.keywords,
+                          acrostic=req.acrostic, first_line=req.first_line)
+        return header(req.form, title=req.title, cipai=req.cipai)
+
+    def write(self, request: PoemRequest) -> list[Poem]:
+        """`request.n` poems, best first. Same request + same seed + same model → same poems."""
+        req = self.validate(request)
+        seed = req.seed if req.seed is not None else secrets.randbelow(2**31)
+        rng = random.Random(seed)
+        plan = build_plan(req, rng)
+        batch = min(64, max(4, 2 * req.n))
+        with self._lock:
+            rows = generate(self.model, self.tokenizer, self.vi, plan, self.prompt_for(req), batch,
+                            req.temperature, req.top_p, seed)
+        return self._rank(req, plan, rows)
+
+    def _rank(self, req: PoemRequest, plan, rows) -> list[Poem]:
+        scored = []
+        seen = set()
+        for ids, st in rows:
+            if st.failed:
+                continue
+            text = render_text(plan, self.vi, ids)
+            if text in seen:
+                continue
+            seen.add(text)
+            clauses = [c for c in _CLAUSE.split(text) if c]
+            fixed = {req.first_line}
+            copied = sum(1 for c in clauses if c not in fixed and self.corpus_lines is not None and c in self.corpus_lines)
+            dup_lines = len(clauses) - len(set(clauses))
+            mean_lp = st.logprob / max(1, st.n_sampled)
+            scores = analyze_scores(text, req.form, req.cipai)
+            scores["copied_lines"] = copied
+            # Likelihood first; copies and repeats are pushed to the back; strict 格律 breaks ties.
+            rank = mean_lp - 5.0 * copied - 5.0 * dup_lines + 0.3 * bool(scores.get("tone_strict"))
+            scored.append((rank, Poem(text=text, form=req.form, title=req.title, cipai=req.cipai,
+                                      logprob=round(mean_lp, 4), scores=scores, model_version=self.version)))
+        if not scored:
+            raise ShirenError("the poet could not complete this request; try another seed or fewer constraints")
+        scored.sort(key=lambda x: -x[0])
+        return [p for _, p in scored[: req.n]]
+
+    async def awrite(self, request: PoemRequest, timeout: float | None = 120.0) -> list[Poem]:
+        """`write` from asyncio, off the event loop; BusyError when too many requests are waiting."""
+        req = self.validate(request)  # bad requests fail fast, without queueing
+        with self._pending_lock:
+            if self._pending >= self.max_pending:
+                raise BusyError("the poet is busy; please try again in a moment")
+            self._pending += 1
+        try:
+            loop = asyncio.get_running_loop()
+            fut = loop.run_in_executor(self._executor, self.write, req)
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError as e:
+            raise BusyError("the poet took too long; please try again") from e
+        finally:
+            with self._pending_lock:
+                self._pending -= 1
+
+    def check(self, text: str, form: str | None = None, cipai: str | None = None):
+        """格律 analysis of any poem (core.gelv.analyze)."""
+        from core.gelv import analyze
+
+        return analyze(text, form=form, cipai=cipai)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _dir_digest(model_dir: Path) -> str:
+    f = model_dir / "model.safetensors"
+    if not f.exists():
+        return "unknown"
+    h = hashlib.sha256()
+    with open(f, "rb") as fh:
+        h.update(fh.read(1 << 20))
+    h.update(str(f.stat().st_size).encode())
+    return h.hexdigest()[:8]

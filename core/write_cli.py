@@ -1,0 +1,112 @@
+"""`shiren write`: poems from the command line, one request or a JSONL batch."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from core.types import PoemRequest, RequestError
+
+REQUEST_FIELDS = ("form", "title", "keywords", "acrostic", "first_line", "cipai", "n", "seed", "temperature", "top_p")
+
+
+def request_from_dict(d: dict) -> PoemRequest:
+    unknown = set(d) - set(REQUEST_FIELDS)
+    if unknown:
+        raise RequestError(f"unknown request field(s): {', '.join(sorted(unknown))}")
+    if "form" not in d:
+        raise RequestError("each request needs a form")
+    kw = d.get("keywords") or ()
+    if isinstance(kw, str):
+        kw = [k for k in kw.replace("，", ",").split(",") if k.strip()]
+    d = {**d, "keywords": tuple(kw)}
+    return PoemRequest(**d)
+
+
+def _load_poet(model_dir: Path | None, adapter: Path | None):
+    from core.poet import Poet
+
+    return Poet.load(model_dir, adapter)
+
+
+def write(
+    form: str | None = typer.Option(None, "--form", "-f", help="五绝 七绝 五律 七律 词 (or qijue, 七言绝句 …)."),
+    title: str = typer.Option("", "--title", "-t", help="Title or topic."),
+    keywords: str = typer.Option("", "--keywords", "-k", help="Comma-separated words that must appear."),
+    acrostic: str = typer.Option("", "--acrostic", "-a", help="藏头: these chars start the lines."),
+    first_line: str = typer.Option("", "--first-line", help="续写: the poem's first line."),
+    cipai: str = typer.Option("", "--cipai", "-c", help="词牌 for a 词, e.g. 浣溪沙."),
+    n: int = typer.Option(1, "-n", help="Number of poems."),
+    seed: int | None = typer.Option(None, "--seed", help="Same seed, same request, same model → same poems."),
+    temperature: float = typer.Option(0.8, "--temperature"),
+    top_p: float = typer.Option(0.95, "--top-p"),
+    batch: Path | None = typer.Option(None, "--batch", help="JSONL file, one request per line."),
+    json_output: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    explain: bool = typer.Option(False, "--explain", help="Show the 格律 annotation of each poem."),
+    model_dir: Path | None = typer.Option(None, "--model-dir", envvar="SHIREN_MODEL_DIR"),
+    adapter: Path | None = typer.Option(None, "--adapter", help="A LoRA adapter dir (default: the active one)."),
+) -> None:
+    """Write poems on request, with guaranteed form, rhyme and tonal pattern."""
+    if batch is None and not form:
+        raise RequestError("give --form (五绝 七绝 五律 七律 词) or --batch FILE.jsonl")
+    if batch is not None:
+        _write_batch(batch, json_output, model_dir, adapter)
+        return
+    req = request_from_dict(dict(form=form, title=title, keywords=keywords, acrostic=acrostic, first_line=first_line,
+                                 cipai=cipai, n=n, seed=seed, temperature=temperature, top_p=top_p))
+    poet = _load_poet(model_dir, adapter)
+    poems = poet.write(req)
+    if json_output:
+        print(json.dumps({"request": poet.validate(req).to_dict(), "poems": [p.to_dict() for p in poems]},
+                         ensure_ascii=False))
+        return
+    _print_poems(poems, explain)
+
+
+def _write_batch(path: Path, json_output: bool, model_dir, adapter) -> None:
+    from core.types import ShirenError
+
+    if not path.is_file():
+        raise RequestError(f"no such batch file: {path}")
+    poet = _load_poet(model_dir, adapter)
+    for i, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            req = request_from_dict(json.loads(line))
+            out = {"request": poet.validate(req).to_dict(), "poems": [p.to_dict() for p in poet.write(req)]}
+        except json.JSONDecodeError as e:
+            out = {"line": i, "error": f"not JSON: {e}"}
+        except (ShirenError, TypeError) as e:
+            out = {"line": i, "error": str(e)}
+        if json_output:
+            print(json.dumps(out, ensure_ascii=False), flush=True)
+        elif "error" in out:
+            print(f"line {i}: error: {out['error']}", file=sys.stderr)
+        else:
+            from core.types import Poem
+
+            _print_poems([Poem(**p) for p in out["poems"]], False)
+
+
+def _print_poems(poems, explain: bool) -> None:
+    from rich.console import Console
+    from rich.panel import Panel
+    from rich.text import Text
+
+    con = Console()
+    for p in poems:
+        head = p.title or (p.cipai if p.form == "词" else "无题")
+        sub = f"{p.form}{'·' + p.cipai if p.cipai and p.form == '词' else ''}"
+        ok = p.scores
+        marks = f"押韵 {'✓' if ok.get('rhyme') else '✗'}  平仄 {'✓' if ok.get('tone_relaxed') else '✗'}"
+        con.print(Panel(Text(p.text, justify="center", style="bold"), title=f"《{head}》", subtitle=f"{sub}  {marks}",
+                        expand=False, padding=(1, 4)))
+        if explain:
+            from core.gelv import analyze
+            from core.gelv.render import render
+
+            con.print(render(analyze(p.text, form=None if p.form == "词" else p.form, cipai=p.cipai or None)))
