@@ -10,9 +10,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -37,6 +45,9 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp.", dir=path.parent))
     try:
         yield tmp
+        mode = 0o777 & ~_umask()
+        for p in [tmp, *tmp.rglob("*")]:  # mkdtemp/mkstemp modes (0700/0600) are wrong for a shared artefact
+            os.chmod(p, mode if p.is_dir() else mode & 0o666)
         old = None
         if path.exists():
             old = path.with_name(f".{path.name}.old.{os.getpid()}")

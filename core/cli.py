@@ -44,14 +44,20 @@ def data_prepare(
 def _register_optional() -> None:
     """Subcommand groups owned by other packages; each module imports nothing heavy at load time."""
     from training.cli import app as train_app
+    from training.cli import eval_command
 
     app.add_typer(train_app, name="train")
+    app.command("eval")(eval_command)
+    from bot.cli import bot
     from core.gelv.cli import check
     from core.write_cli import write
     from db.cli import app as db_app
+    from tui.cli import tui
 
     app.add_typer(db_app, name="db")
     app.command("write")(write)
+    app.command("bot", help="Run the Telegram bot (token from TELEGRAM_BOT_TOKEN).")(bot)
+    app.command("tui", help="Open the terminal app.")(tui)
     app.command("check", help="Check a poem's 格律: tone and rhyme of every character, and a verdict.")(check)
 
 

@@ -20,6 +20,8 @@ import torch
 
 from core.corpus_lines import FILE_NAME as CORPUS_LINES_FILE
 from core.corpus_lines import CorpusLines
+from core.engine import Engine, EngineVocab, Job, plan_tensors
+from core.fastlm import FastLlama
 from core.generate import VocabIndex, generate, render_text
 from core.plan import build_plan
 from core.prompt import header
@@ -57,11 +59,16 @@ class Poet:
         self._pending = 0
         self._pending_lock = threading.Lock()
         self.max_pending = max_pending
+        # The lean engine (core.fastlm + core.engine) for Llama models; others use the reference path.
+        self.engine: Engine | None = None
+        if getattr(model.config, "model_type", "") == "llama":
+            self.engine = Engine(FastLlama(model, max_rows=64), EngineVocab(self.vi))
 
     # ---- loading -------------------------------------------------------------------------
     @classmethod
-    def load(cls, model_dir: Path | None = None, adapter: Path | None = None, **kw) -> Poet:
-        """Base model (default: SHIREN_MODEL_DIR or the shipped models/base), optionally with a LoRA adapter."""
+    def load(cls, model_dir: Path | None = None, adapter: Path | str | None = "auto", **kw) -> Poet:
+        """Base model (default: SHIREN_MODEL_DIR or the shipped models/base) plus a LoRA adapter:
+        "auto" takes the active one (core.adapters.resolve_adapter), None the bare base model."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from core import paths
@@ -76,10 +83,22 @@ class Poet:
             raise ModelLoadError(f"cannot load the model at {model_dir}: {e}") from e
         version = "base-" + _dir_digest(model_dir)
         conditioned = False
+        if adapter == "auto":
+            from core.adapters import resolve_adapter
+
+            adapter = resolve_adapter()
         if adapter is not None:
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+            from core.adapters import is_adapter
+
+            if not is_adapter(Path(adapter)):
+                raise ModelLoadError(f"{adapter} is not a LoRA adapter folder (adapter_config.json + adapter_model.safetensors)")
+            try:
+                # Merged for inference: the decode loop then runs the plain model at full speed.
+                model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+            except Exception as e:  # noqa: BLE001
+                raise ModelLoadError(f"cannot load the adapter at {adapter}: {e}") from e
             version += "+" + Path(adapter).name
             conditioned = True
         lines = CorpusLines.load(model_dir / CORPUS_LINES_FILE)
@@ -95,13 +114,34 @@ class Poet:
                           acrostic=req.acrostic, first_line=req.first_line)
         return header(req.form, title=req.title, cipai=req.cipai)
 
-    def write(self, request: PoemRequest) -> list[Poem]:
-        """`request.n` poems, best first. Same request + same seed + same model → same poems."""
+    def _prepare(self, request: PoemRequest):
         req = self.validate(request)
         seed = req.seed if req.seed is not None else secrets.randbelow(2**31)
-        rng = random.Random(seed)
-        plan = build_plan(req, rng)
-        batch = min(64, max(4, 2 * req.n))
+        plan = build_plan(req, random.Random(seed))
+        # Oversample: spare candidates let the reranker drop copied or weak lines.
+        return req, seed, plan, min(64, max(4, 2 * req.n))
+
+    def make_job(self, request: PoemRequest) -> tuple[PoemRequest, Job]:
+        req, seed, plan, batch = self._prepare(request)
+        prompt_ids = self.tokenizer(self.prompt_for(req), add_special_tokens=False)["input_ids"]
+        return req, Job(plan, plan_tensors(plan, self.vi), prompt_ids, batch, req.temperature, req.top_p, seed)
+
+    def finish_job(self, req: PoemRequest, job: Job) -> list[Poem]:
+        return self._rank(req, job.plan, Engine.results(job))
+
+    def write(self, request: PoemRequest) -> list[Poem]:
+        """`request.n` poems, best first. Same request + same seed + same model → same poems."""
+        if self.engine is None:
+            return self.write_reference(request)
+        req, job = self.make_job(request)
+        with self._lock:
+            self.engine.run([job])
+        return self.finish_job(req, job)
+
+    def write_reference(self, request: PoemRequest) -> list[Poem]:
+        """The same request through the reference path (HF forward + per-row masks): the yardstick
+        the fast engine is tested and benchmarked against."""
+        req, seed, plan, batch = self._prepare(request)
         with self._lock:
             rows = generate(self.model, self.tokenizer, self.vi, plan, self.prompt_for(req), batch,
                             req.temperature, req.top_p, seed)

@@ -17,7 +17,8 @@ def common_chars(n: int = 3000) -> list[str]:
     return list(text[:n])
 
 
-def tiny_model_and_tokenizer(n_chars: int = 3000, seed: int = 0, n_embd: int = 32, n_layer: int = 1):
+def tiny_model_and_tokenizer(n_chars: int = 3000, seed: int = 0, n_embd: int = 32, n_layer: int = 1,
+                             arch: str = "llama"):
     import torch
 
     from training.model import GPTConfig, build_model
@@ -25,7 +26,7 @@ def tiny_model_and_tokenizer(n_chars: int = 3000, seed: int = 0, n_embd: int = 3
 
     tok = build_tokenizer(common_chars(n_chars) + list("，。？！；：、"))
     torch.manual_seed(seed)
-    cfg = GPTConfig(vocab_size=len(tok), block_size=256, n_layer=n_layer, n_head=2, n_embd=n_embd)
+    cfg = GPTConfig(arch=arch, vocab_size=len(tok), block_size=256, n_layer=n_layer, n_head=2, n_embd=n_embd)
     return build_model(cfg).eval(), tok
 
 

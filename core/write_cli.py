@@ -29,7 +29,7 @@ def request_from_dict(d: dict) -> PoemRequest:
 def _load_poet(model_dir: Path | None, adapter: Path | None):
     from core.poet import Poet
 
-    return Poet.load(model_dir, adapter)
+    return Poet.load(model_dir, adapter if adapter is not None else "auto")
 
 
 def write(

@@ -55,5 +55,115 @@ def export(
     from training.export import export_base
 
     run = run or paths.data_home() / "runs" / "pretrain"
-    info = export_base(run / "ckpt", paths.tokenizer_dir(), out)
-    typer.echo(f"exported step {info['step']} to {out}")
+    info = export_base(run / "ckpt", paths.tokenizer_dir(), out, paths.dataset_dir())
+    typer.echo(f"exported step {info['step']} to {out} ({info.get('corpus_lines', 0):,} corpus clauses)")
+
+
+@app.command("sft")
+def sft(
+    name: str = typer.Option("sft", help="Adapter name (its folder name)."),
+    base: Path | None = typer.Option(None, help="Base model dir (default: SHIREN_MODEL_DIR or models/base)."),
+    out: Path | None = typer.Option(None, help="Adapter dir (default: SHIREN_HOME/adapters/NAME)."),
+    steps: int = typer.Option(600, help="Optimizer steps."),
+    batch: int = typer.Option(32),
+    lr: float = typer.Option(1e-3),
+    rank: int = typer.Option(16, help="LoRA rank."),
+    n_cipai: int = typer.Option(60, help="Train 词 only of the most common N 词牌."),
+    valid_examples: int = typer.Option(512),
+    seed: int = typer.Option(0),
+) -> None:
+    """LoRA-fine-tune the base model to follow requests (title, keywords, acrostic, first line)."""
+    import platform
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from core import paths
+    from core.gelv import top_cipai
+    from core.types import ShirenError
+    from training.corpus import load_split
+    from training.sft import SFTConfig, save_adapter, train_sft
+    from training.sft_data import SFT_FORMS, build_examples
+
+    base = base or paths.model_dir()
+    if not (base / "config.json").exists():
+        raise ShirenError(f"no base model at {base}")
+    out = out or paths.data_home() / "adapters" / name
+    tok = AutoTokenizer.from_pretrained(str(base))
+    model = AutoModelForCausalLM.from_pretrained(str(base), torch_dtype=torch.float32)
+    ds = paths.dataset_dir()
+    try:
+        train_rows, valid_rows = load_split(ds, "train"), load_split(ds, "valid")
+    except FileNotFoundError as e:
+        raise ShirenError(str(e)) from e
+    wl = set(top_cipai(n_cipai))
+    train_ex = build_examples(train_rows, seed, wl)
+    valid_ex = build_examples(valid_rows, seed + 1, wl)[:valid_examples]
+    cfg = SFTConfig(rank=rank, lr=lr, batch_size=batch, max_steps=steps, seed=seed)
+    typer.echo(f"{len(train_ex):,} train examples, {len(valid_ex):,} valid; training {steps} steps")
+    peft_model, hist = train_sft(model, tok, train_ex, valid_ex, cfg)
+    info = {"train_examples": len(train_ex), "valid_examples": len(valid_ex), "forms": list(SFT_FORMS),
+            "cipai": len(wl), "examples_seen": steps * batch,
+            "hardware": f"{platform.machine()} CPU × {torch.get_num_threads()} threads"}
+    save_adapter(peft_model, out, str(base.name if base.name != "base" else "shiren/base"), cfg, hist, info)
+    typer.echo(f"adapter saved to {out}: valid loss {hist['valid_loss_before']:.3f} → {hist['valid_loss_after']:.3f}")
+
+
+@app.command("card")
+def card(
+    run: Path | None = typer.Option(None, help="Pretraining run dir (default: SHIREN_HOME/runs/pretrain)."),
+    model: Path = typer.Option(Path("models/base"), help="The exported model dir to describe."),
+    samples: int = typer.Option(10),
+) -> None:
+    """Write the base model's card (README.md): data, size, tokens, time, losses, raw samples."""
+    from core import paths
+    from training.model_card import write_base_card
+
+    run = run or paths.data_home() / "runs" / "pretrain"
+    write_base_card(run, model, paths.dataset_dir(), samples)
+    typer.echo(f"wrote {model / 'README.md'}")
+
+
+@app.callback()
+def _train() -> None:
+    """Train Shiren's models: pretrain, export, card, sft, feedback."""
+
+
+def eval_command(
+    per_form: int = typer.Option(40, "--per-form", help="Requests per form (5 forms)."),
+    baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Also score the base model sampling freely."),
+    json_output: bool = typer.Option(False, "--json"),
+    out: Path | None = typer.Option(None, "--out", help="Also write the full result (with samples) as JSON."),
+    model_dir: Path | None = typer.Option(None, "--model-dir", envvar="SHIREN_MODEL_DIR"),
+    adapter: Path | None = typer.Option(None, "--adapter"),
+) -> None:
+    """Measure format, rhyme, tone, conditioning, copying and diversity on requests from the test split."""
+    import json
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from core import paths
+    from core.atomic import write_text
+    from core.poet import Poet
+    from core.types import ShirenError
+    from training.corpus import load_split
+    from training.evaluate import print_result, run_eval
+
+    poet = Poet.load(model_dir, adapter if adapter is not None else "auto")
+    base_dir = model_dir or paths.model_dir()
+    base = AutoModelForCausalLM.from_pretrained(str(base_dir), torch_dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(str(base_dir))
+    try:
+        rows = load_split(paths.dataset_dir(), "test")
+    except FileNotFoundError as e:
+        raise ShirenError(str(e)) from e
+    result = run_eval(poet, base, tok, rows, per_form, baseline, progress=not json_output)
+    result["model_version"] = poet.version
+    if out:
+        write_text(out, json.dumps(result, ensure_ascii=False, indent=1, default=str))
+    if json_output:
+        slim = {k: v for k, v in result.items() if k != "samples"}
+        print(json.dumps(slim, ensure_ascii=False, default=str))
+    else:
+        print_result(result)

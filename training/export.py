@@ -8,11 +8,14 @@ from pathlib import Path
 import torch
 
 from core.atomic import atomic_dir
+from core.corpus_lines import FILE_NAME as CORPUS_LINES_FILE
+from core.corpus_lines import CorpusLines
 from training import checkpoint
 
 
-def export_base(ckpt_dir: Path, tokenizer_dir: Path, out_dir: Path, dtype: str = "bfloat16") -> dict:
-    """Write config + model.safetensors (in `dtype`) + tokenizer to out_dir atomically; returns a summary."""
+def export_base(ckpt_dir: Path, tokenizer_dir: Path, out_dir: Path, dataset_dir: Path | None = None,
+                dtype: str = "bfloat16") -> dict:
+    """Write config + model.safetensors (in `dtype`) + tokenizer (+ the corpus clause set) atomically."""
     model, state, train_cfg = checkpoint.load(ckpt_dir, torch.device("cpu"))
     from transformers import AutoTokenizer, GenerationConfig
 
@@ -24,5 +27,17 @@ def export_base(ckpt_dir: Path, tokenizer_dir: Path, out_dir: Path, dtype: str =
         GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                          pad_token_id=tok.pad_token_id).save_pretrained(str(tmp))
         info = {"step": int(state["step"]), "train_config": train_cfg}
+        if dataset_dir is not None:
+            info["corpus_lines"] = build_corpus_lines(dataset_dir, tmp / CORPUS_LINES_FILE)
         (tmp / "shiren_training.json").write_text(json.dumps(info, ensure_ascii=False, indent=1), "utf-8")
     return info
+
+
+def build_corpus_lines(dataset_dir: Path, out: Path) -> int:
+    """Every clause of every split (the generator must not copy any line of the corpus)."""
+    from training.corpus import SPLITS, load_split
+    from training.sft_data import clauses
+
+    lines = CorpusLines.from_clauses(c for s in SPLITS for r in load_split(dataset_dir, s) for c in clauses(r["text"]))
+    lines.save(out)
+    return len(lines)

@@ -1,0 +1,238 @@
+"""All wiring in one place: `build_application(config, ...)` and `main(config)`.
+
+The Poet and the Store are shared clients: passed in, or opened in `post_init`, and kept in bot_data
+(as are the config, the rate limiter and the global generation cap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from telegram import BotCommand, Update
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    filters,
+)
+
+from bot.config import BotConfig, ConfigError
+from bot.handlers import admin, check, errors, forget, history, poems, rating, settings, start
+from bot.limits import ConcurrencyCap, RateLimiter
+
+log = logging.getLogger("bot")
+
+COMMANDS = [
+    ("start", "欢迎 · welcome"),
+    ("help", "命令 · commands"),
+    ("poem", "选择诗体作诗 · a poem in a chosen form"),
+    ("acrostic", "藏头诗 · acrostic, e.g. /acrostic 春夏秋冬"),
+    ("ci", "填词 / 浏览词牌 · a 词, or browse 词牌"),
+    ("continue", "以首句续写 · continue from a first line"),
+    ("check", "格律分析 · 格律 analysis"),
+    ("settings", "设置 · settings"),
+    ("history", "我的诗 · my poems"),
+    ("forget", "删除我的数据 · delete my data"),
+]
+ADMIN_COMMANDS = ("stats", "retrain", "model")
+
+
+class RedactTokenFilter(logging.Filter):
+    """Replaces the bot token (it is part of every Bot API URL) in log messages and tracebacks."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.secrets = [s for s in (token, token.split(":", 1)[-1]) if s]
+
+    def _clean(self, s: str) -> str:
+        for secret in self.secrets:
+            s = s.replace(secret, "<token>")
+        return s
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            msg = record.getMessage()
+        except Exception:  # noqa: BLE001 — leave malformed records to logging's own handling
+            return True
+        clean = self._clean(msg)
+        if clean != msg:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._clean(record.exc_text)
+        return True
+
+
+def install_log_redaction(token: str, handlers: list[logging.Handler] | None = None) -> RedactTokenFilter:
+    """Silence httpx's per-request INFO lines (they print URLs with the token) and redact the token
+    on every root handler (and on the httpx / telegram loggers themselves)."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    f = RedactTokenFilter(token)
+    for h in handlers if handlers is not None else logging.getLogger().handlers:
+        if not any(isinstance(x, RedactTokenFilter) for x in h.filters):
+            h.addFilter(f)
+    for name in ("httpx", "telegram", "telegram.ext", "bot"):
+        lg = logging.getLogger(name)
+        if not any(isinstance(x, RedactTokenFilter) for x in lg.filters):
+            lg.addFilter(f)
+    return f
+
+
+def build_application(
+    config: BotConfig,
+    *,
+    poet: Any = None,
+    store: Any = None,
+    retrain: Callable[[], dict] | None = None,
+    reload: Callable[[], None] | None = None,
+    set_commands: bool = True,
+) -> Application:
+    """The configured PTB Application. `poet`/`store` None: loaded/opened in post_init (and closed
+    in post_shutdown). `retrain`: optional sync `() -> dict` for /retrain; `reload`: optional sync hook
+    run after /model promote|rollback."""
+    install_log_redaction(config.token)
+    app = (
+        ApplicationBuilder()
+        .token(config.token)
+        .base_url(config.api_url)
+        .base_file_url(config.file_url)
+        .concurrent_updates(True)
+        .connection_pool_size(64)
+        .post_init(_post_init)
+        .post_shutdown(_post_shutdown)
+        .build()
+    )
+    app.bot_data.update(
+        config=config,
+        poet=poet,
+        store=store,
+        owned=[],
+        limiter=RateLimiter(config.rate_burst, config.rate_per_minute),
+        cap=ConcurrencyCap(config.max_concurrent),
+        retrain=retrain,
+        reload=reload,
+        retrain_running=False,
+        set_commands=set_commands,
+    )
+    add_handlers(app, config)
+    return app
+
+
+def add_handlers(app: Application, config: BotConfig) -> None:
+    private = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
+    admins = filters.User(user_id=sorted(config.admin_ids))
+
+    app.add_handler(MessageHandler(filters.ChatType.GROUPS & filters.UpdateType.MESSAGE & filters.COMMAND,
+                                   errors.group_command))
+    for name, fn in (
+        ("start", start.start),
+        ("help", start.help_command),
+        ("poem", poems.poem_command),
+        ("acrostic", poems.acrostic),
+        ("ci", poems.ci_command),
+        ("continue", poems.continue_command),
+        ("check", check.check),
+        ("settings", settings.settings),
+        ("history", history.history),
+        ("forget", forget.forget),
+    ):
+        app.add_handler(CommandHandler(name, fn, filters=private))
+    for name, fn in (("stats", admin.stats), ("retrain", admin.retrain), ("model", admin.model)):
+        app.add_handler(CommandHandler(name, fn, filters=private & admins))
+    app.add_handler(MessageHandler(private & filters.COMMAND, errors.unknown_command))
+    app.add_handler(MessageHandler(private & filters.TEXT, poems.text_topic))
+    app.add_handler(MessageHandler(private & ~filters.TEXT, errors.not_text))
+
+    for pattern, fn in (
+        (r"^r:", rating.rate),
+        (r"^d:", rating.delete),
+        (r"^a:", poems.another),
+        (r"^x:", check.explain),
+        (r"^pf:", poems.pick_form),
+        (r"^pc:", poems.pick_cipai),
+        (r"^cb:", poems.browse_cipai_page),
+        (r"^cp:", poems.show_cipai),
+        (r"^cw:", poems.write_cipai),
+        (r"^s:", settings.change_setting),
+        (r"^wl:", start.welcome_language),
+        (r"^h:", history.history_page),
+        (r"^fg:", forget.forget_answer),
+    ):
+        app.add_handler(CallbackQueryHandler(fn, pattern=pattern))
+    app.add_handler(CallbackQueryHandler(errors.stale_button))
+    app.add_error_handler(errors.on_error)
+
+
+async def _post_init(app: Application) -> None:
+    """Open the shared clients that were not passed in, and publish the command list."""
+    d = app.bot_data
+    config: BotConfig = d["config"]
+    if d["store"] is None:
+        from db.store import open_store
+
+        d["store"] = await asyncio.to_thread(open_store, config.database_url)
+        d["owned"].append(d["store"])
+    if d["poet"] is None:
+        d["poet"] = await asyncio.to_thread(load_poet, config.model_dir, d["store"])
+        d["owned"].append(d["poet"])
+    active = await asyncio.to_thread(d["store"].active_adapter)
+    d["adapter_version"] = active.name if active is not None else None
+    if d.get("set_commands"):
+        try:
+            await app.bot.set_my_commands([BotCommand(c, desc) for c, desc in COMMANDS])
+        except Exception as e:  # noqa: BLE001 — a cosmetic call; never a reason not to start
+            log.warning("setMyCommands failed: %s", e)
+    log.info("bot @%s ready (model %s)", app.bot.username, getattr(d["poet"], "version", "?"))
+
+
+async def _post_shutdown(app: Application) -> None:
+    for obj in reversed(app.bot_data.get("owned", [])):
+        try:
+            obj.close()
+        except Exception:  # noqa: BLE001
+            log.warning("closing %r failed", obj, exc_info=True)
+
+
+def load_poet(model_dir: Path | None, store: Any = None):
+    """The base model plus the Store's active adapter (when its files exist)."""
+    from core.poet import Poet
+
+    adapter = None
+    active = store.active_adapter() if store is not None else None
+    if active is not None and Path(active.path).exists():
+        adapter = Path(active.path)
+    elif active is not None:
+        log.warning("active adapter %s has no files at %s; using the base model", active.name, active.path)
+    return Poet.load(model_dir, adapter=adapter)
+
+
+def setup_logging(config: BotConfig, level: int = logging.INFO) -> None:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level)
+    install_log_redaction(config.token)
+
+
+def main(config: BotConfig, *, poet: Any = None, store: Any = None, retrain=None, reload=None) -> None:
+    """Run until interrupted: long polling by default, a webhook when config.webhook_url is set."""
+    setup_logging(config)
+    app = build_application(config, poet=poet, store=store, retrain=retrain, reload=reload)
+    allowed = [Update.MESSAGE, Update.CALLBACK_QUERY]
+    if config.webhook_url:
+        if importlib.util.find_spec("tornado") is None:
+            raise ConfigError("webhook mode needs tornado: pip install 'python-telegram-bot[webhooks]'")
+        from urllib.parse import urlsplit
+
+        path = urlsplit(config.webhook_url).path.strip("/")  # listen where Telegram will post
+        app.run_webhook(listen=config.webhook_listen, port=config.port, url_path=path,
+                        webhook_url=config.webhook_url, secret_token=config.webhook_secret,
+                        allowed_updates=allowed, drop_pending_updates=False)
+    else:
+        app.run_polling(allowed_updates=allowed, timeout=config.poll_timeout)

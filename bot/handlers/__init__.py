@@ -1,0 +1,1 @@
+"""Handlers, grouped by feature. `bot.app.build_application` wires them."""

@@ -1,0 +1,118 @@
+"""Shared helpers for handlers: services from bot_data, the user's id and settings, typing, replies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from telegram import Update
+from telegram.constants import ChatAction, ParseMode
+from telegram.error import BadRequest, TelegramError
+from telegram.ext import ContextTypes
+
+from bot.config import BotConfig
+from bot.limits import ConcurrencyCap, RateLimiter
+from db.store import UserSettings
+
+log = logging.getLogger("bot")
+
+TYPING_EVERY = 4.5  # Telegram shows "typing…" for about 5 s per chat action
+
+
+@dataclass
+class Services:
+    config: BotConfig
+    poet: Any
+    store: Any
+    limiter: RateLimiter
+    cap: ConcurrencyCap
+
+
+def services(context: ContextTypes.DEFAULT_TYPE) -> Services:
+    d = context.bot_data
+    return Services(d["config"], d["poet"], d["store"], d["limiter"], d["cap"])
+
+
+async def db(context: ContextTypes.DEFAULT_TYPE, method: str, *args, **kwargs):
+    """Call a (synchronous) Store method in a worker thread: the event loop never blocks on SQL."""
+    fn = getattr(context.bot_data["store"], method)
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+async def current_user(update: Update, context: ContextTypes.DEFAULT_TYPE) -> tuple[int, UserSettings]:
+    """The Store id and settings of the Telegram user behind `update` (created on first contact).
+
+    Both are cached in user_data; /forget and /settings keep the cache right.
+    """
+    ud = context.user_data if context.user_data is not None else {}
+    uid = ud.get("uid")
+    settings = ud.get("settings")
+    if uid is None or settings is None:
+        user = update.effective_user
+        name = " ".join(x for x in (user.first_name, user.last_name) if x) or (user.username or "")
+        uid = await db(context, "ensure_user", "telegram", str(user.id), name[:64])
+        settings = await db(context, "get_settings", uid)
+        ud["uid"], ud["settings"] = uid, settings
+    return uid, settings
+
+
+def cached_lang(context: ContextTypes.DEFAULT_TYPE) -> str:
+    """The user's language from the cache alone (no database round trip); zh when unknown."""
+    s = (context.user_data or {}).get("settings")
+    return s.lang if s is not None else "zh"
+
+
+async def send(context: ContextTypes.DEFAULT_TYPE, chat_id: int, text: str, **kw):
+    return await context.bot.send_message(chat_id, text, parse_mode=ParseMode.HTML,
+                                          disable_web_page_preview=True, **kw)
+
+
+async def reply(update: Update, context: ContextTypes.DEFAULT_TYPE, text: str, **kw):
+    return await send(context, update.effective_chat.id, text, **kw)
+
+
+async def edit(query, text: str, **kw) -> None:
+    """Edit a callback's message; "message is not modified" (same rating twice) is not an error."""
+    try:
+        await query.edit_message_text(text, parse_mode=ParseMode.HTML, disable_web_page_preview=True, **kw)
+    except BadRequest as e:
+        if "not modified" not in str(e).lower():
+            raise
+
+
+def command_text(update: Update) -> str:
+    """Everything after the command word, newlines kept (context.args loses them)."""
+    text = (update.effective_message.text or "") if update.effective_message else ""
+    parts = text.split(maxsplit=1)
+    return parts[1].strip() if len(parts) > 1 else ""
+
+
+@contextlib.asynccontextmanager
+async def typing(context: ContextTypes.DEFAULT_TYPE, chat_id: int):
+    """Show "typing…" in the chat until the block ends."""
+
+    async def keep_typing() -> None:
+        while True:
+            try:
+                await context.bot.send_chat_action(chat_id, ChatAction.TYPING)
+            except TelegramError as e:  # a lost chat action is harmless
+                log.debug("chat action failed: %s", e)
+            await asyncio.sleep(TYPING_EVERY)
+
+    task = asyncio.create_task(keep_typing())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def parse_int(s: str) -> int | None:
+    """A positive int from callback data, or None when it is not one (forged or garbled data)."""
+    if not s.isdigit() or len(s) > 18:
+        return None
+    return int(s)

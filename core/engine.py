@@ -1,0 +1,270 @@
+"""The fast decode engine: many requests, one KV cache, one forward per step, vectorised masks.
+
+Each request becomes a Job: its rows (candidates) hold slots of the FastLlama cache, its plan is
+turned into per-slot tensors once, and its constraint state (still-possible templates, rhyme
+classes, used chars) lives in small tensors, so a step costs one model forward for every row of
+every job plus a handful of (rows × vocab) tensor ops per job. Jobs of different forms and
+lengths join and leave the batch between steps (core.batcher). The masks are the same rules as
+core.generate (the reference path), applied to whole batches at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from core.fastlm import FastLlama
+from core.generate import VocabIndex, sample
+from core.plan import Plan
+
+MARK_INDEX = {"平": 0, "仄": 1, "中": 2}
+
+
+class EngineVocab:
+    """VocabIndex facts as dense tensors; rhyme classes of 近体 and 词 share one class axis."""
+
+    def __init__(self, vi: VocabIndex):
+        self.vi = vi
+        self.content, self.ping, self.ze = vi.content, vi.ping & vi.content, vi.ze & vi.content
+        self.names = {k: vi.classes[k] for k in ("近体", "词")}
+        self.offset = {"近体": 0, "词": len(self.names["近体"])}
+        self.class_matrix = torch.cat([vi.class_matrix["近体"], vi.class_matrix["词"]], 0) > 0  # (G, V)
+        self.class_matrix_f = self.class_matrix.float()
+        self.n_classes = self.class_matrix.shape[0]
+
+
+@dataclass
+class PlanTensors:
+    forced: torch.Tensor  # (S,) token id, or -1 where the model samples
+    marks: torch.Tensor  # (S, NT, 3) bool over 平/仄/中 (relaxed marks at fixed chars, strict elsewhere)
+    rhyme: torch.Tensor  # (S, NT) bool
+    kind: str
+
+
+def plan_tensors(plan: Plan, vi: VocabIndex) -> PlanTensors:
+    S, NT = len(plan.slots), plan.n_templates
+    forced = torch.full((S,), -1, dtype=torch.long)
+    marks = torch.zeros((S, NT, 3), dtype=torch.bool)
+    rhyme = torch.zeros((S, NT), dtype=torch.bool)
+    for i, s in enumerate(plan.slots):
+        if s.kind == "punct":
+            forced[i] = vi.char_id(s.text)
+            marks[i, :, 2] = True
+            continue
+        if s.fixed:
+            forced[i] = vi.char_id(s.fixed)
+        ms = s.relaxed if s.fixed else s.marks
+        for t in range(NT):
+            marks[i, t, MARK_INDEX[ms[t]]] = True
+            rhyme[i, t] = s.rhyme[t]
+    return PlanTensors(forced, marks, rhyme, "词" if plan.form == "词" else "近体")
+
+
+@dataclass
+class Job:
+    """One request's rows in flight."""
+
+    plan: Plan
+    pt: PlanTensors
+    prompt_ids: list[int]
+    n_rows: int
+    temperature: float
+    top_p: float
+    seed: int
+    rows: torch.Tensor | None = None  # cache slots
+    slot: int = 0
+    pos: int = 0  # tokens fed so far (same for all rows of a job)
+    logits: torch.Tensor | None = None
+    gen: torch.Generator = field(default_factory=torch.Generator)
+    # constraint state
+    alive: torch.Tensor | None = None
+    groups: torch.Tensor | None = None
+    used: torch.Tensor | None = None
+    logprob: torch.Tensor | None = None
+    n_sampled: int = 0
+    failed: torch.Tensor | None = None
+    out: torch.Tensor | None = None
+    cancelled: bool = False
+    payload: object = None  # the caller's handle (request, future …)
+
+    @property
+    def done(self) -> bool:
+        return self.slot >= len(self.plan.slots)
+
+
+@dataclass
+class RowResult:
+    logprob: float
+    n_sampled: int
+    failed: bool
+
+
+class Engine:
+    def __init__(self, fast: FastLlama, ev: EngineVocab):
+        self.fast, self.ev = fast, ev
+        self.free = list(range(fast.max_rows))
+        self.jobs: list[Job] = []
+
+    # ---- admission --------------------------------------------------------------------
+    def init_job(self, job: Job) -> None:
+        ev, b, NT = self.ev, job.n_rows, job.plan.n_templates
+        job.gen.manual_seed(job.seed)
+        job.alive = torch.zeros((b, NT), dtype=torch.bool)
+        job.alive[:, sorted(job.plan.templates)] = True
+        names = ev.names[job.pt.kind]
+        allowed = set(job.plan.groups) if job.plan.groups else set(names)
+        job.groups = torch.zeros((b, ev.n_classes), dtype=torch.bool)
+        off = ev.offset[job.pt.kind]
+        idx = [off + i for i, g in enumerate(names) if g in allowed]
+        if idx:
+            job.groups[:, idx] = True
+        job.used = torch.zeros((b, ev.vi.size), dtype=torch.bool)
+        fixed = job.pt.forced[job.pt.forced >= 0]
+        chars = [int(t) for t in fixed if ev.content[int(t)]]
+        if chars:
+            job.used[:, chars] = True
+        job.logprob = torch.zeros(b)
+        job.failed = torch.zeros(b, dtype=torch.bool)
+        job.out = torch.zeros((b, len(job.plan.slots)), dtype=torch.long)
+
+    def can_admit(self, job: Job) -> bool:
+        return len(self.free) >= job.n_rows
+
+    def admit(self, job: Job) -> None:
+        """Give the job cache rows and feed its prompt (prefill)."""
+        self.init_job(job)
+        job.rows = torch.tensor([self.free.pop() for _ in range(job.n_rows)])
+        ids = torch.tensor([job.prompt_ids] * job.n_rows)
+        job.logits = self.fast.forward(ids, job.rows, torch.zeros(job.n_rows, dtype=torch.long))
+        job.pos = len(job.prompt_ids)
+        self.jobs.append(job)
+
+    def release(self, job: Job) -> None:
+        if job.rows is not None:
+            self.free.extend(int(r) for r in job.rows)
+            job.rows = None
+        if job in self.jobs:
+            self.jobs.remove(job)
+
+    # ---- one step ---------------------------------------------------------------------
+    def _mask(self, job: Job) -> torch.Tensor:
+        ev, s = self.ev, job.slot
+        marks = job.pt.marks[s].float()  # (NT, 3)
+        rh = job.pt.rhyme[s]  # (NT,)
+        alive = job.alive
+
+        def tone_mask(tmpl: torch.Tensor) -> torch.Tensor:  # (b, NT) → (b, V)
+            a = (tmpl.float() @ marks) > 0  # (b, 3)
+            p, z = a[:, 0] | a[:, 2], a[:, 1] | a[:, 2]
+            return (p[:, None] & ev.ping[None]) | (z[:, None] & ev.ze[None])
+
+        rhyming = alive & rh
+        any_r = rhyming.any(1)
+        if not bool(any_r.any()):
+            mask = tone_mask(alive)
+        else:
+            in_group = (job.groups.float() @ ev.class_matrix_f) > 0  # (b, V)
+            rhyme_ok = tone_mask(rhyming) & in_group
+            other = alive & ~rh
+            other_ok = tone_mask(other) & other.any(1, keepdim=True)
+            mask = torch.where(any_r[:, None], rhyme_ok | other_ok, tone_mask(alive))
+        legal = mask & ev.content
+        mask = legal & ~job.used
+        empty = ~mask.any(1)
+        if bool(empty.any()):  # dead end: allow a repeated char, then anything (the row is marked failed)
+            fixed = [int(t) for t in job.pt.forced[job.pt.forced >= 0] if ev.content[int(t)]]
+            for b in empty.nonzero().flatten().tolist():
+                job.used[b] = False
+                if fixed:
+                    job.used[b, fixed] = True
+                mask[b] = legal[b] & ~job.used[b]
+                if not bool(mask[b].any()):
+                    job.failed[b] = True
+                    mask[b] = ev.content
+        return mask
+
+    def _update(self, job: Job, tok: torch.Tensor) -> None:
+        """Narrow templates and rhyme classes after `tok` (b,) went into the current slot."""
+        ev, s = self.ev, job.slot
+        marks = job.pt.marks[s]  # (NT, 3)
+        rh = job.pt.rhyme[s]
+        tp, tz = ev.vi.ping[tok], ev.vi.ze[tok]  # (b,) the char's tone classes (any reading)
+        ok = marks[None, :, 2] | (marks[None, :, 0] & tp[:, None]) | (marks[None, :, 1] & tz[:, None])
+        keep = job.alive & ok
+        rhyming = keep & rh
+        any_r = rhyming.any(1)
+        all_r = any_r & ~(keep & ~rh).any(1)
+        mixed = any_r & ~all_r
+        keys = ev.class_matrix[:, tok].t()  # (b, G)
+        newg = job.groups & keys
+        has = newg.any(1)
+        choose = mixed & has & tp
+        keep = torch.where(mixed[:, None], torch.where(choose[:, None], rhyming, keep & ~rh), keep)
+        upd_groups = (all_r & has) | choose
+        job.groups = torch.where(upd_groups[:, None], newg, job.groups)
+        job.failed |= all_r & ~has
+        alive_any = keep.any(1)
+        job.failed |= ~alive_any
+        job.alive = torch.where(alive_any[:, None], keep, job.alive)
+        content = ev.content[tok]
+        job.used[torch.arange(len(tok))[content], tok[content]] = True
+
+    def choose(self, job: Job) -> torch.Tensor:
+        """Tokens (b,) for the job's current slot, from its latest logits."""
+        s = job.slot
+        f = int(job.pt.forced[s])
+        if f >= 0:
+            tok = torch.full((job.n_rows,), f, dtype=torch.long)
+            if job.plan.slots[s].kind == "char":
+                self._update(job, tok)
+        else:
+            mask = self._mask(job)
+            tok = sample(job.logits, mask, job.temperature, job.top_p, job.gen)
+            job.logprob += torch.log_softmax(job.logits, -1).gather(1, tok[:, None]).squeeze(1)
+            job.n_sampled += 1
+            self._update(job, tok)
+        job.out[:, s] = tok
+        job.slot += 1
+        return tok
+
+    def step(self) -> list[Job]:
+        """Advance every job by one slot; returns the jobs that finished (their rows released)."""
+        finished, feeding, toks = [], [], []
+        for job in list(self.jobs):
+            if job.cancelled:
+                self.release(job)
+                continue
+            tok = self.choose(job)
+            if job.done:
+                finished.append(job)
+                self.release(job)
+            else:
+                feeding.append(job)
+                toks.append(tok)
+        if feeding:
+            tokens = torch.cat(toks)[:, None]  # (B, 1)
+            rows = torch.cat([j.rows for j in feeding])
+            start = torch.cat([torch.full((j.n_rows,), j.pos, dtype=torch.long) for j in feeding])
+            logits = self.fast.forward(tokens, rows, start)  # (B, V)
+            i = 0
+            for j in feeding:
+                j.logits = logits[i : i + j.n_rows]
+                j.pos += 1
+                i += j.n_rows
+        return finished
+
+    def run(self, jobs: list[Job]) -> None:
+        """Decode these jobs to completion (admitting each as rows free up)."""
+        waiting = list(jobs)
+        while waiting or self.jobs:
+            while waiting and self.can_admit(waiting[0]):
+                self.admit(waiting.pop(0))
+            if not self.jobs and waiting:
+                raise ValueError(f"a job needs {waiting[0].n_rows} rows; the engine has {self.fast.max_rows}")
+            self.step()
+
+    @staticmethod
+    def results(job: Job) -> list[tuple[list[int], RowResult]]:
+        return [(job.out[b].tolist(), RowResult(float(job.logprob[b]), job.n_sampled, bool(job.failed[b])))
+                for b in range(job.n_rows)]

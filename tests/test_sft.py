@@ -1,0 +1,73 @@
+"""LoRA SFT on a tiny model: data building, loss falls, the adapter folder loads back with peft."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import torch
+
+from core.prompt import ACROSTIC, FIRST_LINE, SEP
+from core.testing import tiny_model_and_tokenizer
+from training.sft import SFTConfig, collate, save_adapter, train_sft
+from training.sft_data import build_examples, make_example
+
+ROWS = [
+    {"form": "五绝", "title": "静夜思", "cipai": "", "text": "床前明月光，疑是地上霜。\n举头望明月，低头思故乡。"},
+    {"form": "七绝", "title": "早发白帝城", "cipai": "",
+     "text": "朝辞白帝彩云间，千里江陵一日还。\n两岸猿声啼不住，轻舟已过万重山。"},
+    {"form": "五律", "title": "春望", "cipai": "",
+     "text": "国破山河在，城春草木深。\n感时花溅泪，恨别鸟惊心。\n烽火连三月，家书抵万金。\n白头搔更短，浑欲不胜簪。"},
+    {"form": "古体", "title": "x", "cipai": "", "text": "一二三，四五六。"},
+]
+
+
+def test_examples_satisfy_their_requests():
+    rng = random.Random(0)
+    seen_acrostic = seen_first = False
+    for _ in range(60):
+        for row in ROWS[:3]:
+            prompt, completion = make_example(row, rng)
+            body = completion.removesuffix("<eos>")
+            assert prompt.endswith(SEP) and body == row["text"].replace("\n", "")
+            if ACROSTIC in prompt:
+                heads = prompt.split(ACROSTIC)[1].split("<")[0]
+                assert body.startswith(heads[0]) and all(h in body for h in heads)
+                seen_acrostic = True
+            if FIRST_LINE in prompt:
+                first = prompt.split(FIRST_LINE)[1].split("<")[0]
+                assert body.startswith(first)
+                seen_first = True
+    assert seen_acrostic and seen_first
+    assert make_example(ROWS[3], rng) is None  # 古体 is not a writable form
+
+
+def test_labels_mask_prompt_and_padding():
+    _, tok = tiny_model_and_tokenizer(n_chars=500)
+    ex = build_examples(ROWS, seed=0)
+    x, y = collate(ex[:2], tok, 128)
+    for i, (prompt, completion) in enumerate(ex[:2]):
+        n_prompt = len(tok(prompt, add_special_tokens=False)["input_ids"])
+        assert (y[i, :n_prompt] == -100).all()
+        assert (y[i, n_prompt:][x[i, n_prompt:] != tok.pad_token_id] != -100).all()
+    assert (y[x == tok.pad_token_id] == -100).all()
+
+
+def test_lora_loss_falls_and_adapter_roundtrips(tmp_path):
+    from peft import PeftModel
+
+    model, tok = tiny_model_and_tokenizer(n_chars=800, n_embd=64, n_layer=2)
+    ex = build_examples(ROWS[:3] * 8, seed=1)
+    cfg = SFTConfig(max_steps=40, batch_size=8, lr=1e-2, warmup_steps=2, eval_every=20, bf16=False)
+    peft_model, hist = train_sft(model, tok, ex, ex[:8], cfg, progress=False)
+    assert hist["valid_loss_after"] < hist["valid_loss_before"] - 0.5
+    out = tmp_path / "adapters" / "test"
+    save_adapter(peft_model, out, "tiny-base", cfg, hist, {"train_examples": len(ex), "valid_examples": 8})
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= {p.name for p in out.iterdir()}
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == "tiny-base"
+    base2, _ = tiny_model_and_tokenizer(n_chars=800, n_embd=64, n_layer=2)
+    loaded = PeftModel.from_pretrained(base2, str(out)).eval()
+    x = torch.tensor([tok("<bos><五绝><sep>床前明月光", add_special_tokens=False)["input_ids"]])
+    peft_model.eval()
+    with torch.no_grad():
+        assert torch.allclose(loaded(input_ids=x).logits, peft_model(input_ids=x).logits, atol=1e-5)

@@ -1,0 +1,63 @@
+"""Text metrics for generated poems: distinct-n, repeats, char-level BLEU and ROUGE-L."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+
+_PUNCT = re.compile(r"[，。？！；：、\n]")
+
+
+def chars(text: str) -> list[str]:
+    return [c for c in _PUNCT.sub("", text)]
+
+
+def distinct_n(texts: list[str], n: int) -> float:
+    grams = [tuple(cs[i : i + n]) for t in texts for cs in [chars(t)] for i in range(len(cs) - n + 1)]
+    return len(set(grams)) / max(1, len(grams))
+
+
+def repeated_char_rate(text: str) -> float:
+    """Share of characters that repeat an earlier character of the same poem."""
+    cs = chars(text)
+    return (len(cs) - len(set(cs))) / max(1, len(cs))
+
+
+def bleu(hyp: str, ref: str, max_n: int = 4) -> float:
+    """Sentence BLEU over characters with add-one smoothing (Lin & Och 2004) for n > 1."""
+    h, r = chars(hyp), chars(ref)
+    if not h:
+        return 0.0
+    logs = []
+    for n in range(1, max_n + 1):
+        hg = Counter(tuple(h[i : i + n]) for i in range(len(h) - n + 1))
+        rg = Counter(tuple(r[i : i + n]) for i in range(len(r) - n + 1))
+        match = sum(min(c, rg[g]) for g, c in hg.items())
+        total = max(1, sum(hg.values()))
+        if n == 1:
+            if match == 0:
+                return 0.0
+            logs.append(math.log(match / total))
+        else:
+            logs.append(math.log((match + 1) / (total + 1)))
+    bp = 1.0 if len(h) > len(r) else math.exp(1 - len(r) / len(h))
+    return bp * math.exp(sum(logs) / max_n)
+
+
+def rouge_l(hyp: str, ref: str) -> float:
+    """ROUGE-L F1 over characters (longest common subsequence)."""
+    h, r = chars(hyp), chars(ref)
+    if not h or not r:
+        return 0.0
+    prev = [0] * (len(r) + 1)
+    for a in h:
+        cur = [0]
+        for j, b in enumerate(r):
+            cur.append(prev[j] + 1 if a == b else max(prev[j + 1], cur[j]))
+        prev = cur
+    lcs = prev[-1]
+    if lcs == 0:
+        return 0.0
+    p, rc = lcs / len(h), lcs / len(r)
+    return 2 * p * rc / (p + rc)

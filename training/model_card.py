@@ -1,0 +1,100 @@
+"""The base model's card: what it was trained on, how long, how well, and what it writes unprompted."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import re
+from pathlib import Path
+
+import torch
+
+from core.atomic import write_text
+from training.plots import read_metrics
+
+
+@torch.inference_mode()
+def raw_samples(model_dir: Path, n: int = 10, seed: int = 0) -> list[str]:
+    """Unconditioned samples: the model starts from <bos> and chooses form, title and poem itself."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), torch_dtype=torch.float32).eval()
+    torch.manual_seed(seed)
+    x = torch.tensor([[tok.bos_token_id]] * n)
+    out = model.generate(x, do_sample=True, temperature=0.8, top_p=0.95, max_new_tokens=120,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    res = []
+    for row in out:
+        s = tok.decode(row[1:], skip_special_tokens=False).split("<eos>")[0].replace("<pad>", "")
+        res.append(s)
+    return res
+
+
+def write_base_card(run_dir: Path, model_dir: Path, dataset_dir: Path, n_samples: int = 10,
+                    compare: Path | None = Path("runs/compare_arch.json")) -> None:
+    lines = (run_dir / "metrics.jsonl").read_text("utf-8").splitlines()
+    start = json.loads(lines[0])
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    cfg = start["config"]
+    last = rows[-1]
+    valid = [r for r in rows if "valid_loss" in r]
+    hours = (rows[-1]["time"] - rows[0]["time"]) / 3600
+    tail = rows[-50:]
+    train_loss = sum(r["train_loss"] for r in tail) / len(tail)
+    man = json.loads((dataset_dir / "manifest.json").read_text("utf-8"))
+    m = cfg["model"]
+    samples = raw_samples(model_dir, n_samples)
+    valid_txt = (f"{valid[-1]['valid_loss']:.3f} (perplexity {math.exp(valid[-1]['valid_loss']):.1f})"
+                 if valid else "not measured yet")
+    cmp_table = ""
+    if compare is not None and Path(compare).exists():
+        cmp = json.loads(Path(compare).read_text())
+        cmp_table = "\n".join(f"| {c['arch']} | {c['params']:,} | {c['tokens']:,} | {c['seconds']:.0f} s | "
+                              f"{c['tok_s']:,} | {c['valid_loss']:.3f} |" for c in cmp)
+        cmp_table = ("\n## Architecture choice\n\nSame size, same data, same steps (a short equal-budget run):\n\n"
+                     "| arch | params | tokens | time | tokens/s | valid loss |\n|---|---:|---:|---:|---:|---:|\n"
+                     + cmp_table + "\n")
+    sample_md = "\n".join(f"{i + 1}. `{re.sub(r'`', '', s)}`" for i, s in enumerate(samples))
+    text = f"""# Shiren base poetry GPT
+
+A decoder-only GPT ({m['arch']}: {'RoPE, RMSNorm, SwiGLU' if m['arch'] == 'llama' else 'learned positions, LayerNorm, GELU'}) pretrained from scratch
+on the classical Chinese poetry corpus (npm `chinese-poetry` 2.0.1: 全唐诗, 全宋诗, 全宋词, 五代词), simplified script.
+Loads with `AutoModelForCausalLM.from_pretrained` and `AutoTokenizer.from_pretrained` (character tokenizer).
+
+| | |
+|---|---|
+| parameters | {start['params']:,} ({m['n_layer']} layers, {m['n_head']} heads, d={m['n_embd']}, context {m['block_size']}, tied embeddings) |
+| vocabulary | {m['vocab_size']:,} (chars with train frequency ≥ {man.get('vocab_min_freq')}, plus control tokens) |
+| data | train split: {man['poems']['train']:,} poems, {man['chars']['train']:,} chars; each as a header (form, 词牌, title) + poem |
+| tokens seen | {last['tokens']:,} ({last['step']:,} steps × {cfg['batch_size']} × {m['block_size']}) |
+| wall time | {hours:.2f} h on {platform.machine()} CPU, 2 cores, bf16 autocast |
+| throughput | {last['tok_s']:,} tokens/s (last) |
+| optimiser | AdamW (β 0.9/0.95, wd {cfg['weight_decay']}), peak lr {cfg['lr']}, warm-up {cfg['warmup_steps']} + cosine to {cfg['min_lr_ratio']}×, clip {cfg['grad_clip']} |
+| final train loss | {train_loss:.3f} (mean of last 50 steps; perplexity {math.exp(train_loss):.1f}) |
+| final valid loss | {valid_txt} |
+| weights | `model.safetensors` in bf16 |
+| corpus clauses | `corpus_lines.npy`: CRC-32 of every clause in the corpus, so generation can avoid copying lines |
+
+![loss](loss.png)
+{cmp_table}
+## Ten raw samples
+
+Unconditioned (from `<bos>` only; temperature 0.8, top-p 0.95), exactly as sampled:
+
+{sample_md}
+
+## Retrain
+
+```bash
+shiren data prepare
+shiren train pretrain --size small --arch llama --batch 32 --epochs {cfg['epochs']}
+shiren train export --out models/base && shiren train card
+```
+"""
+    write_text(model_dir / "README.md", text)
+    import shutil
+
+    if (run_dir / "loss.png").exists():
+        shutil.copyfile(run_dir / "loss.png", model_dir / "loss.png")

@@ -1,0 +1,1 @@
+"""Shiren's terminal app (Textual): `shiren tui`. Offline; same core, same database as the bot."""
