@@ -55,9 +55,14 @@ def bot(
     except ShirenError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None
+    from training.feedback import bot_round
+
+    def reload():
+        """Load the poet again with the now-active adapter (after /model promote, rollback or /retrain)."""
+        return load_poet(config.model_dir, store)
+
     try:
-        # Feedback training is wired by whoever owns it: pass retrain=<sync () -> dict> here.
-        main(config, poet=poet, store=store, retrain=None)
+        main(config, poet=poet, store=store, retrain=lambda: bot_round(store), reload=reload)
     except InvalidToken:
         typer.echo("error: Telegram rejected TELEGRAM_BOT_TOKEN (revoked or mistyped?) — check it with "
                    "@BotFather", err=True)

@@ -41,27 +41,81 @@ def data_prepare(
     print_summary(manifest, paths.dataset_dir())
 
 
-def _register_optional() -> None:
-    """Subcommand groups owned by other packages; each module imports nothing heavy at load time."""
+def _register_train() -> None:
     from training.cli import app as train_app
+    from training.feedback_cli import feedback
+
+    train_app.command("feedback")(feedback)
+    app.add_typer(train_app, name="train")
+
+
+def _register_eval() -> None:
     from training.cli import eval_command
 
-    app.add_typer(train_app, name="train")
     app.command("eval")(eval_command)
-    from bot.cli import bot
-    from core.gelv.cli import check
-    from core.write_cli import write
+
+
+def _register_model() -> None:
+    from training.feedback_cli import model_app
+
+    app.add_typer(model_app, name="model", help="List, promote and roll back LoRA adapter versions.")
+
+
+def _register_db() -> None:
     from db.cli import app as db_app
-    from tui.cli import tui
 
     app.add_typer(db_app, name="db")
+
+
+def _register_write() -> None:
+    from core.write_cli import write
+
     app.command("write")(write)
-    app.command("bot", help="Run the Telegram bot (token from TELEGRAM_BOT_TOKEN).")(bot)
-    app.command("tui", help="Open the terminal app.")(tui)
+
+
+def _register_check() -> None:
+    from core.gelv.cli import check
+
     app.command("check", help="Check a poem's 格律: tone and rhyme of every character, and a verdict.")(check)
 
 
-_register_optional()
+def _register_bot() -> None:
+    from bot.cli import bot
+
+    app.command("bot", help="Run the Telegram bot (token from TELEGRAM_BOT_TOKEN).")(bot)
+
+
+def _register_tui() -> None:
+    from tui.cli import tui
+
+    app.command("tui", help="Open the terminal app.")(tui)
+
+
+def _register_bench() -> None:
+    from core.bench_cli import bench
+
+    app.command("bench", help="Measure generation speed, cold start and memory against baselines.")(bench)
+
+
+# Subcommands owned by other modules. Only the one being run is imported (so `shiren check` starts
+# without torch, Textual or the Telegram library); --help imports them all.
+REGISTRARS = {
+    "write": _register_write, "check": _register_check, "train": _register_train, "eval": _register_eval,
+    "model": _register_model, "db": _register_db, "bot": _register_bot, "tui": _register_tui,
+    "bench": _register_bench,
+}
+
+
+def register(argv: list[str]) -> None:
+    first = next((a for a in argv if not a.startswith("-")), None)
+    if first in REGISTRARS:
+        REGISTRARS[first]()
+    elif first != "data":
+        for fn in REGISTRARS.values():
+            fn()
+
+
+register(sys.argv[1:])
 
 
 def main() -> None:

@@ -46,7 +46,7 @@ class Poet:
     """Thread-safe; one model, one vocabulary index, a small executor for async callers."""
 
     def __init__(self, model, tokenizer, *, version: str = "", conditioned: bool = False,
-                 corpus_lines: CorpusLines | None = None, max_pending: int = 32):
+                 corpus_lines: CorpusLines | None = None, max_pending: int = 128):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.vi = VocabIndex(tokenizer)
@@ -61,6 +61,7 @@ class Poet:
         self.max_pending = max_pending
         # The lean engine (core.fastlm + core.engine) for Llama models; others use the reference path.
         self.engine: Engine | None = None
+        self._batcher = None
         if getattr(model.config, "model_type", "") == "llama":
             self.engine = Engine(FastLlama(model, max_rows=64), EngineVocab(self.vi))
 
@@ -133,6 +134,8 @@ class Poet:
         """`request.n` poems, best first. Same request + same seed + same model → same poems."""
         if self.engine is None:
             return self.write_reference(request)
+        if self._batcher is not None:  # a server: share the batches with everyone else
+            return self._batcher.submit(request).result()
         req, job = self.make_job(request)
         with self._lock:
             self.engine.run([job])
@@ -173,8 +176,24 @@ class Poet:
         scored.sort(key=lambda x: -x[0])
         return [p for _, p in scored[: req.n]]
 
+    def start_batcher(self, max_queue: int = 256):
+        """Serve through shared batches from now on (the bot and the app do; a CLI call need not)."""
+        if self.engine is not None and self._batcher is None:
+            from core.batcher import Batcher
+
+            self._batcher = Batcher(self, max_queue=max_queue)
+        return self._batcher
+
     async def awrite(self, request: PoemRequest, timeout: float | None = 120.0) -> list[Poem]:
-        """`write` from asyncio, off the event loop; BusyError when too many requests are waiting."""
+        """`write` from asyncio, off the event loop, in shared batches; BusyError when the queue is full."""
+        if self.engine is not None:
+            batcher = self.start_batcher(self.max_pending)
+            fut = batcher.submit(request, timeout)
+            try:
+                return await asyncio.wrap_future(fut)
+            except asyncio.CancelledError:
+                fut.cancel()  # the batcher drops the job at its next step
+                raise
         req = self.validate(request)  # bad requests fail fast, without queueing
         with self._pending_lock:
             if self._pending >= self.max_pending:
@@ -197,6 +216,9 @@ class Poet:
         return analyze(text, form=form, cipai=cipai)
 
     def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
+            self._batcher = None
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--adapter", default="auto",
                     help="Starting adapter folder, 'auto' (the active/shipped one) or 'none' (fresh LoRA on the base).")
     ap.add_argument("--tiny-embd", type=int, default=64, help="Width of the --tiny model.")
-    ap.add_argument("--tiny-cluster", type=float, default=3.0,
+    ap.add_argument("--tiny-cluster", type=float, default=1.5,
                     help="Shared embedding component of the liked chars in the --tiny model (0: pure noise).")
     ap.add_argument("--home", type=Path, default=None, help="SHIREN_HOME for the run (default: a new temp dir).")
     ap.add_argument("--database-url", default=None, help="Database (default: SQLite in --home).")
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=120, help="Max DPO steps.")
     ap.add_argument("--epochs", type=float, default=3.0)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=None, help="Learning rate (default 1e-2 with --tiny, else 1e-4).")
+    ap.add_argument("--lr", type=float, default=None, help="Learning rate (default 1e-3 with --tiny, else 1e-4).")
     ap.add_argument("--beta", type=float, default=None, help="DPO beta (default 0.5 with --tiny, else 0.1).")
     ap.add_argument("--sft-weight", type=float, default=0.2)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy CPU).")
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"no model at {base_dir}; pass --model-dir, or --tiny for a tiny random model", file=sys.stderr)
             return 2
         adapter = None if a.adapter == "none" else (resolve_adapter() if a.adapter == "auto" else Path(a.adapter))
-    lr = a.lr if a.lr is not None else (1e-2 if a.tiny else 1e-4)
+    lr = a.lr if a.lr is not None else (1e-3 if a.tiny else 1e-4)
     beta = a.beta if a.beta is not None else (0.5 if a.tiny else 0.1)
     cfg = FeedbackConfig(lr=lr, beta=beta, max_steps=a.steps, epochs=a.epochs, batch_size=a.batch,
                          sft_weight=a.sft_weight, seed=a.seed)

@@ -46,7 +46,7 @@ def test_labels_mask_prompt_and_padding():
     _, tok = tiny_model_and_tokenizer(n_chars=500)
     ex = build_examples(ROWS, seed=0)
     x, y = collate(ex[:2], tok, 128)
-    for i, (prompt, completion) in enumerate(ex[:2]):
+    for i, (prompt, _completion) in enumerate(ex[:2]):
         n_prompt = len(tok(prompt, add_special_tokens=False)["input_ids"])
         assert (y[i, :n_prompt] == -100).all()
         assert (y[i, n_prompt:][x[i, n_prompt:] != tok.pad_token_id] != -100).all()

@@ -141,7 +141,7 @@ def format_table(cmp: dict[str, Any], liked_name: str = "water chars / poem") ->
         ("failed requests", str(b["failed"]), str(a["failed"])),
     ]
     w0 = max(len(r[0]) for r in rows)
-    w1 = max(len(r[1]) for r in rows)
+    w1 = max(max(len(r[1]), len(r[2])) for r in rows)
     lines = [f"| {r[0]:<{w0}} | {r[1]:>{w1}} | {r[2]:>{w1}} |" for r in rows]
     lines.insert(1, f"|{'-' * (w0 + 2)}|{'-' * (w1 + 1)}:|{'-' * (w1 + 1)}:|")
     d = cmp["diff"]

@@ -50,6 +50,8 @@ async def retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     async def run() -> None:
         try:
             result = await asyncio.to_thread(fn)
+            if isinstance(result, dict) and result.get("outcome") == "promoted":
+                await _reload(context)  # serve the newly promoted adapter from now on
             await send(context, chat_id, t(st.lang, "retrain_done", result=escape(
                 json.dumps(result, ensure_ascii=False, indent=1, default=str))))
         except Exception as e:  # noqa: BLE001 — report, log, keep the bot running
@@ -99,4 +101,8 @@ async def _reload(context: ContextTypes.DEFAULT_TYPE) -> None:
     """Run the optional bot_data["reload"] hook (sync; e.g. load the now-active adapter)."""
     fn = context.bot_data.get("reload")
     if fn is not None:
-        await asyncio.to_thread(fn)
+        new = await asyncio.to_thread(fn)
+        if new is not None:  # the hook returned a freshly loaded poet: swap it in, close the old one
+            old, context.bot_data["poet"] = context.bot_data.get("poet"), new
+            if old is not None and hasattr(old, "close"):
+                old.close()

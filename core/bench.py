@@ -1,0 +1,206 @@
+"""`shiren bench`: generation speed against baselines, cold start and memory, measured in one run."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from core.types import PoemRequest
+
+SAMPLE_QILU = "风急天高猿啸哀，渚清沙白鸟飞回。无边落木萧萧下，不尽长江滚滚来。万里悲秋常作客，百年多病独登台。艰难苦恨繁霜鬓，潦倒新停浊酒杯。"
+
+
+def _pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def _time(fn, n: int) -> list[float]:
+    out = []
+    for i in range(n):
+        t = time.perf_counter()
+        fn(i)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def matmul_gflops(d: int = 512, reps: int = 20) -> float:
+    a, b = torch.randn(256, d), torch.randn(d, 4 * d)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * 256 * d * 4 * d * reps / (time.perf_counter() - t) / 1e9
+
+
+def stock_generate_until_form(model, tok, form: str, seed: int, max_tries: int = 50) -> tuple[float, int]:
+    """Stock `generate()` from the same header, retried until the form holds: (seconds, tries)."""
+    from core.prompt import EOS, header
+    from training.evaluate import format_ok
+
+    req = PoemRequest(form=form)
+    ids = tok(header(form), add_special_tokens=False, return_tensors="pt")["input_ids"]
+    t = time.perf_counter()
+    for tries in range(1, max_tries + 1):
+        torch.manual_seed(seed * 1000 + tries)
+        out = model.generate(ids, do_sample=True, temperature=0.8, top_p=0.95, max_new_tokens=40,
+                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+        text = tok.decode(out[0, ids.shape[1]:]).split(EOS)[0]
+        if format_ok(text, req):
+            break
+    return time.perf_counter() - t, tries
+
+
+def run_bench(model_dir: Path | None = None, n_latency: int = 50, quick: bool = False, cold: bool = True,
+              progress=print) -> dict:
+    from core.poet import Poet
+    from training.model import GPTConfig, build_model, n_params
+
+    res: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+                            f"{torch.get_num_threads()} threads", "cuda": torch.cuda.is_available()}
+    poet = Poet.load(model_dir)
+    res["model"] = {"version": poet.version, "params": n_params(poet.model), "fast_engine": poet.engine is not None}
+    n = 10 if quick else n_latency
+    poet.write(PoemRequest(form="七绝", seed=0))  # warm-up
+    for form in ("七绝", "七律"):
+        lat = _time(lambda i, f=form: poet.write(PoemRequest(form=f, seed=i)), n)
+        res[f"latency_{form}"] = {"p50_ms": 1000 * statistics.median(lat), "p95_ms": 1000 * _pct(lat, 95), "n": n}
+        progress(f"{form} n=1: p50 {res[f'latency_{form}']['p50_ms']:.1f} ms")
+    for batch in (16, 64):
+        reps = 2 if quick else 5
+        ts = _time(lambda i, b=batch: poet.write(PoemRequest(form="七绝", n=b, seed=i)), reps)
+        res[f"throughput_n{batch}"] = {"poems_per_s": batch / statistics.median(ts)}
+        progress(f"七绝 n={batch}: {res[f'throughput_n{batch}']['poems_per_s']:.0f} poems/s")
+    ref = _time(lambda i: poet.write_reference(PoemRequest(form="七绝", seed=i)), 5 if quick else 15)
+    res["reference_path_七绝_p50_ms"] = 1000 * statistics.median(ref)
+    progress(f"reference path (HF forward, same constraints): {res['reference_path_七绝_p50_ms']:.1f} ms")
+    # Stock generate() on the same model, retried until the form holds.
+    model, tok = poet.model, poet.tokenizer
+    stock = [stock_generate_until_form(model, tok, "七绝", i) for i in range(3 if quick else 10)]
+    res["stock_generate_same_model"] = {"p50_ms_per_valid_poem": 1000 * statistics.median(s for s, _ in stock),
+                                        "mean_tries": statistics.mean(k for _, k in stock)}
+    t32 = []
+    ids = torch.tensor([[tok.bos_token_id] * 8])
+    for i in range(3 if quick else 10):
+        torch.manual_seed(i)
+        t = time.perf_counter()
+        model.generate(ids, do_sample=True, max_new_tokens=32, min_new_tokens=32, pad_token_id=tok.pad_token_id)
+        t32.append(time.perf_counter() - t)
+    res["stock_generate_same_model"]["ms_per_32_tokens"] = 1000 * statistics.median(t32)
+    progress(f"stock generate (same model): {res['stock_generate_same_model']['p50_ms_per_valid_poem']:.0f} ms/valid poem")
+    big = build_model(GPTConfig(arch="gpt2", vocab_size=len(tok), n_layer=12, n_head=12, n_embd=768, block_size=256)).eval()
+    tb = []
+    with torch.inference_mode():
+        for i in range(2 if quick else 5):
+            torch.manual_seed(i)
+            t = time.perf_counter()
+            big.generate(ids, do_sample=True, max_new_tokens=32, min_new_tokens=32, pad_token_id=tok.pad_token_id)
+            tb.append(time.perf_counter() - t)
+    res["stock_generate_100M"] = {"params": n_params(big), "ms_per_32_tokens": 1000 * statistics.median(tb)}
+    del big
+    progress(f"stock generate (GPT-2-base size, {res['stock_generate_100M']['params'] / 1e6:.0f}M): "
+             f"{res['stock_generate_100M']['ms_per_32_tokens']:.0f} ms / 32 tokens")
+    fast = res["latency_七绝"]["p50_ms"]
+    res["ratios"] = {
+        "vs_reference_path": res["reference_path_七绝_p50_ms"] / fast,
+        "vs_stock_same_model": res["stock_generate_same_model"]["p50_ms_per_valid_poem"] / fast,
+        "vs_stock_100M": res["stock_generate_100M"]["ms_per_32_tokens"] / fast,
+    }
+    gf = matmul_gflops()
+    prompt_tokens, poem_tokens = 4, 32
+    flops = 2 * res["model"]["params"] * (prompt_tokens + poem_tokens)
+    res["floor"] = {"matmul_gflops": gf, "flops_per_poem": flops, "floor_ms_per_poem": flops / (gf * 1e9) * 1000}
+    if cold:
+        res["cold_start"] = cold_start()
+        res["memory"] = serving_memory(model_dir)
+    poet.close()
+    return res
+
+
+def _wall(cmd: list[str], reps: int = 3) -> float:
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        subprocess.run(cmd, capture_output=True, check=False, timeout=300)
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def cold_start() -> dict:
+    exe = [sys.executable, "-m", "core.cli"]
+    write_s = _wall(exe + ["write", "--form", "七绝", "--seed", "1"])
+    check_s = _wall(exe + ["check", SAMPLE_QILU])
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.argv=['shiren','check','x']; import core.cli, core.gelv.cli; "
+         "print(int('torch' in sys.modules))"], capture_output=True, text=True, timeout=120)
+    return {"write_s": write_s, "check_s": check_s, "check_imports_torch": probe.stdout.strip() == "1"}
+
+
+def serving_memory(model_dir: Path | None) -> dict:
+    code = (
+        "import resource, sys; from pathlib import Path; from core.poet import Poet; from core.types import PoemRequest\n"
+        "p = Poet.load(Path(sys.argv[1]) if len(sys.argv) > 1 else None)\n"
+        "forms = ['五绝', '七绝', '五律', '七律']\n"
+        "for i in range(100):\n"
+        "    f = forms[i % 4]\n"
+        "    p.write(PoemRequest(form=f, seed=i) if i % 5 else PoemRequest(form='词', cipai='浣溪沙', seed=i))\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    args = [str(model_dir)] if model_dir else []
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=900)
+    try:
+        kb = int(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"error": r.stderr[-300:]}
+    return {"peak_rss_mb_after_100_requests": kb / 1024}
+
+
+def print_bench(res: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    t = Table(title=f"shiren bench — {res['machine']}; model {res['model']['params'] / 1e6:.1f}M params")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    t.add_column("target", justify="right")
+    rows = [
+        ("七绝 n=1 latency p50 / p95", f"{res['latency_七绝']['p50_ms']:.1f} / {res['latency_七绝']['p95_ms']:.1f} ms", "≤ 30 ms p50"),
+        ("七律 n=1 latency p50 / p95", f"{res['latency_七律']['p50_ms']:.1f} / {res['latency_七律']['p95_ms']:.1f} ms", ""),
+        ("七绝 n=16 throughput", f"{res['throughput_n16']['poems_per_s']:.0f} poems/s", ""),
+        ("七绝 n=64 throughput", f"{res['throughput_n64']['poems_per_s']:.0f} poems/s", "≥ 300 poems/s"),
+        ("reference path (HF forward, same masks)", f"{res['reference_path_七绝_p50_ms']:.1f} ms", ""),
+        ("stock generate(), same model, until form holds",
+         f"{res['stock_generate_same_model']['p50_ms_per_valid_poem']:.0f} ms "
+         f"({res['stock_generate_same_model']['mean_tries']:.1f} tries)", ""),
+        ("stock generate(), same model, 32 tokens", f"{res['stock_generate_same_model']['ms_per_32_tokens']:.0f} ms", ""),
+        (f"stock generate(), {res['stock_generate_100M']['params'] / 1e6:.0f}M GPT-2, 32 tokens",
+         f"{res['stock_generate_100M']['ms_per_32_tokens']:.0f} ms", ""),
+        ("speed-up vs reference path", f"{res['ratios']['vs_reference_path']:.1f}×", ""),
+        ("speed-up vs stock generate (same model)", f"{res['ratios']['vs_stock_same_model']:.1f}×", "≥ 6×"),
+        ("speed-up vs 100M stock generate", f"{res['ratios']['vs_stock_100M']:.1f}×", "≥ 25×"),
+        ("floor: model FLOPs / matmul rate", f"{res['floor']['floor_ms_per_poem']:.3f} ms "
+         f"({res['floor']['matmul_gflops']:.0f} GFLOP/s)", ""),
+    ]
+    if "cold_start" in res:
+        cs = res["cold_start"]
+        rows += [("cold start: shiren write", f"{cs['write_s']:.2f} s", "< 3 s"),
+                 ("cold start: shiren check", f"{cs['check_s']:.2f} s (imports torch: {cs['check_imports_torch']})", "< 0.5 s"),
+                 ("serving peak RSS (100 requests)", f"{res['memory'].get('peak_rss_mb_after_100_requests', 0):.0f} MB", "< 600 MB")]
+    for r in rows:
+        t.add_row(*r)
+    con.print(t)
+
+
+def save(res: dict, path: Path) -> None:
+    from core.atomic import write_text
+
+    write_text(path, json.dumps(res, ensure_ascii=False, indent=1))

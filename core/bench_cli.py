@@ -1,0 +1,34 @@
+"""`shiren bench` command (imports the benchmark lazily)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+
+def bench(
+    json_output: bool = typer.Option(False, "--json"),
+    quick: bool = typer.Option(False, "--quick", help="Fewer repetitions (a smoke run)."),
+    n: int = typer.Option(50, "-n", help="Requests per latency measurement."),
+    no_cold: bool = typer.Option(False, "--no-cold", help="Skip the cold-start and memory subprocesses."),
+    threads: int = typer.Option(0, "--threads", help="torch threads (0: torch's default)."),
+    out: Path | None = typer.Option(None, "--out", help="Also save the results as JSON here."),
+    model_dir: Path | None = typer.Option(None, "--model-dir", envvar="SHIREN_MODEL_DIR"),
+) -> None:
+    """Measure generation speed, cold start and memory against baselines, in one run."""
+    import torch
+
+    from core.bench import print_bench, run_bench, save
+
+    if threads:
+        torch.set_num_threads(threads)
+    res = run_bench(model_dir, n_latency=n, quick=quick, cold=not no_cold,
+                    progress=(lambda s: None) if json_output else (lambda s: typer.echo(s, err=True)))
+    if out:
+        save(res, out)
+    if json_output:
+        print(json.dumps(res, ensure_ascii=False))
+    else:
+        print_bench(res)
