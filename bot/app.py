@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,13 @@ async def _post_init(app: Application) -> None:
         d["owned"].append(d["poet"])
     active = await asyncio.to_thread(d["store"].active_adapter)
     d["adapter_version"] = active.name if active is not None else None
+    every = float(os.environ.get("SHIREN_FEEDBACK_EVERY_HOURS") or 0)
+    if every > 0 and app.job_queue is not None:
+        from training.feedback import schedule_feedback
+
+        # Periodic preference tuning from users' ratings (skipped while too few are new).
+        schedule_feedback(app.job_queue, every, int(os.environ.get("SHIREN_FEEDBACK_MIN_RATINGS") or 20))
+        log.info("feedback rounds every %.1f h", every)
     if d.get("set_commands"):
         try:
             await app.bot.set_my_commands([BotCommand(c, desc) for c, desc in COMMANDS])

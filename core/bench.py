@@ -163,15 +163,7 @@ def serving_memory(model_dir: Path | None) -> dict:
     return {"peak_rss_mb_after_100_requests": kb / 1024}
 
 
-def print_bench(res: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    con = Console()
-    t = Table(title=f"shiren bench — {res['machine']}; model {res['model']['params'] / 1e6:.1f}M params")
-    t.add_column("measure")
-    t.add_column("value", justify="right")
-    t.add_column("target", justify="right")
+def bench_rows(res: dict) -> list[tuple[str, str, str]]:
     rows = [
         ("七绝 n=1 latency p50 / p95", f"{res['latency_七绝']['p50_ms']:.1f} / {res['latency_七绝']['p95_ms']:.1f} ms", "≤ 30 ms p50"),
         ("七律 n=1 latency p50 / p95", f"{res['latency_七律']['p50_ms']:.1f} / {res['latency_七律']['p95_ms']:.1f} ms", ""),
@@ -195,9 +187,27 @@ def print_bench(res: dict) -> None:
         rows += [("cold start: shiren write", f"{cs['write_s']:.2f} s", "< 3 s"),
                  ("cold start: shiren check", f"{cs['check_s']:.2f} s (imports torch: {cs['check_imports_torch']})", "< 0.5 s"),
                  ("serving peak RSS (100 requests)", f"{res['memory'].get('peak_rss_mb_after_100_requests', 0):.0f} MB", "< 600 MB")]
-    for r in rows:
+    return rows
+
+
+def print_bench(res: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"shiren bench — {res['machine']}; model {res['model']['params'] / 1e6:.1f}M params")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    t.add_column("target", justify="right")
+    for r in bench_rows(res):
         t.add_row(*r)
-    con.print(t)
+    Console().print(t)
+
+
+def to_markdown(res: dict) -> str:
+    lines = [f"Machine: {res['machine']}; model {res['model']['version']}, {res['model']['params']:,} parameters.", "",
+             "| measure | value | target |", "|---|---:|---:|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in bench_rows(res)]
+    return "\n".join(lines) + "\n"
 
 
 def save(res: dict, path: Path) -> None:

@@ -15,6 +15,7 @@ def bench(
     no_cold: bool = typer.Option(False, "--no-cold", help="Skip the cold-start and memory subprocesses."),
     threads: int = typer.Option(0, "--threads", help="torch threads (0: torch's default)."),
     out: Path | None = typer.Option(None, "--out", help="Also save the results as JSON here."),
+    markdown: Path | None = typer.Option(None, "--markdown", help="Also write the table as Markdown here."),
     model_dir: Path | None = typer.Option(None, "--model-dir", envvar="SHIREN_MODEL_DIR"),
 ) -> None:
     """Measure generation speed, cold start and memory against baselines, in one run."""
@@ -28,6 +29,11 @@ def bench(
                     progress=(lambda s: None) if json_output else (lambda s: typer.echo(s, err=True)))
     if out:
         save(res, out)
+    if markdown:
+        from core.atomic import write_text
+        from core.bench import to_markdown
+
+        write_text(markdown, to_markdown(res))
     if json_output:
         print(json.dumps(res, ensure_ascii=False))
     else:

@@ -85,7 +85,6 @@ def test_batcher_mixed_concurrent_requests_same_poems(poet):
         assert batcher.stats["jobs"] >= len(REQS)
     finally:
         poet.close()
-        poet._executor = __import__("concurrent.futures").futures.ThreadPoolExecutor(max_workers=1)
 
 
 def test_awrite_many_tasks_share_batches(poet):
@@ -106,25 +105,23 @@ def test_awrite_many_tasks_share_batches(poet):
 def test_batcher_backpressure_timeout_and_bad_requests(poet):
     from core.batcher import Batcher
 
-    b = Batcher(poet, max_queue=2)
+    full = Batcher(poet, max_queue=0)  # a queue with no room: every request is turned away at once
     try:
-        with pytest.raises(RequestError):
-            b.submit(PoemRequest(form="五绝", acrostic="春夏秋冬雪"))
-        futs = []
-        with pytest.raises(BusyError):
-            for i in range(10):
-                futs.append(b.submit(PoemRequest(form="七律", n=8, seed=i)))
-        assert len(futs) == 2
-        slow = b.submit(PoemRequest(form="七律", seed=99), timeout=0.0)
-    except BusyError:
-        slow = None
+        with pytest.raises(BusyError, match="busy"):
+            full.submit(PoemRequest(form="七绝", seed=1))
     finally:
-        pass
+        full.close()
+    b = Batcher(poet, max_queue=8)
     try:
-        for f in futs:
-            f.result(60)
-        if slow is not None:
-            with pytest.raises(BusyError, match="too long"):
-                slow.result(60)
+        with pytest.raises(RequestError):  # bad requests fail in the caller's thread, never queued
+            b.submit(PoemRequest(form="五绝", acrostic="春夏秋冬雪"))
+        late = b.submit(PoemRequest(form="七律", seed=99), timeout=0.0)
+        ok = b.submit(PoemRequest(form="七律", seed=98))
+        with pytest.raises(BusyError, match="too long"):
+            late.result(60)
+        assert_guarantees(poet.validate(PoemRequest(form="七律")), ok.result(60)[0].text)
+        cancelled = b.submit(PoemRequest(form="七律", n=8, seed=97))
+        cancelled.cancel()
+        assert b.submit(PoemRequest(form="五绝", seed=96)).result(60)  # still serving after a cancel
     finally:
         b.close()

@@ -86,7 +86,8 @@ def batch_loss(model, batch: torch.Tensor, device: torch.device, bf16: bool) -> 
     x, y = batch[:, :-1], batch[:, 1:]  # (B, T) inputs, (B, T) next-token targets
     with autocast(device, bf16):
         logits = model(input_ids=x).logits  # (B, T, V)
-    y = y.masked_fill(y == model.config.pad_token_id, -100)  # packed streams carry no padding, but mask it anyway
+    pad = getattr(model, "module", model).config.pad_token_id  # DDP wraps the model in .module
+    y = y.masked_fill(y == pad, -100)  # packed streams carry no padding, but mask it anyway
     return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=-100)
 
 

@@ -106,3 +106,7 @@ async def _reload(context: ContextTypes.DEFAULT_TYPE) -> None:
             old, context.bot_data["poet"] = context.bot_data.get("poet"), new
             if old is not None and hasattr(old, "close"):
                 old.close()
+        store = context.bot_data.get("store")
+        if store is not None:  # poems from now on record the adapter that wrote them
+            active = await asyncio.to_thread(store.active_adapter)
+            context.bot_data["adapter_version"] = active.name if active is not None else None
