@@ -79,7 +79,7 @@ class Poet:
             raise ModelLoadError(f"no model at {model_dir} (set SHIREN_MODEL_DIR or reinstall Shiren)")
         try:
             tok = AutoTokenizer.from_pretrained(str(model_dir))
-            model = AutoModelForCausalLM.from_pretrained(str(model_dir), torch_dtype=torch.float32)
+            model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
         except Exception as e:  # noqa: BLE001
             raise ModelLoadError(f"cannot load the model at {model_dir}: {e}") from e
         version = "base-" + _dir_digest(model_dir)
@@ -96,8 +96,12 @@ class Poet:
             if not is_adapter(Path(adapter)):
                 raise ModelLoadError(f"{adapter} is not a LoRA adapter folder (adapter_config.json + adapter_model.safetensors)")
             try:
-                # Merged for inference: the decode loop then runs the plain model at full speed.
-                model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+                import warnings
+
+                with warnings.catch_warnings():  # peft/transformers deprecation chatter, not the user's concern
+                    warnings.simplefilter("ignore", FutureWarning)
+                    # Merged for inference: the decode loop then runs the plain model at full speed.
+                    model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
             except Exception as e:  # noqa: BLE001
                 raise ModelLoadError(f"cannot load the adapter at {adapter}: {e}") from e
             version += "+" + Path(adapter).name

@@ -60,7 +60,8 @@ def normalize_request(req: PoemRequest, vocab: set[str] | None = None) -> PoemRe
     if len(title) > MAX_TITLE_CHARS:
         raise RequestError(f"title is too long ({len(title)} chars); keep it under {MAX_TITLE_CHARS}")
     if title and not title.isascii():
-        title = "".join(c for c in title if not c.isspace())
+        # Punctuation and marks in a title (、 · ○ 《》) carry nothing the model can use: dropped.
+        title = "".join(c for c in title if "\u3400" <= c <= "\u9fff" or "\U00020000" <= c <= "\U0002fa1f")
     keywords = tuple(dict.fromkeys(k for k in (_chars_only(k, "a keyword") for k in req.keywords) if k))
     if len(keywords) > MAX_KEYWORDS:
         raise RequestError(f"at most {MAX_KEYWORDS} keywords, got {len(keywords)}")

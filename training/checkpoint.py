@@ -49,7 +49,7 @@ def load(ckpt_dir: Path, device: torch.device):
     if missing:
         raise CheckpointError(f"{ckpt_dir} is not a Shiren checkpoint (missing {', '.join(missing)})")
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(ckpt_dir), torch_dtype=torch.float32).to(device)
+        model = AutoModelForCausalLM.from_pretrained(str(ckpt_dir), dtype=torch.float32).to(device)
         state = torch.load(ckpt_dir / STATE_FILE, map_location="cpu", weights_only=True)
         train_config = json.loads((ckpt_dir / CONFIG_FILE).read_text("utf-8"))
     except CheckpointError:

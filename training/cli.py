@@ -90,7 +90,7 @@ def sft(
         raise ShirenError(f"no base model at {base}")
     out = out or paths.data_home() / "adapters" / name
     tok = AutoTokenizer.from_pretrained(str(base))
-    model = AutoModelForCausalLM.from_pretrained(str(base), torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
     ds = paths.dataset_dir()
     try:
         train_rows, valid_rows = load_split(ds, "train"), load_split(ds, "valid")
@@ -152,7 +152,7 @@ def eval_command(
 
     poet = Poet.load(model_dir, adapter if adapter is not None else "auto")
     base_dir = model_dir or paths.model_dir()
-    base = AutoModelForCausalLM.from_pretrained(str(base_dir), torch_dtype=torch.float32).eval()
+    base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32).eval()
     tok = AutoTokenizer.from_pretrained(str(base_dir))
     try:
         rows = load_split(paths.dataset_dir(), "test")

@@ -20,7 +20,7 @@ def raw_samples(model_dir: Path, n: int = 10, seed: int = 0) -> list[str]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(model_dir))
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), torch_dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
     torch.manual_seed(seed)
     x = torch.tensor([[tok.bos_token_id]] * n)
     out = model.generate(x, do_sample=True, temperature=0.8, top_p=0.95, max_new_tokens=120,
