@@ -212,14 +212,17 @@ async def _post_shutdown(app: Application) -> None:
 
 def load_poet(model_dir: Path | None, store: Any = None):
     """The base model plus the Store's active adapter (when its files exist)."""
+    from core.adapters import resolve_adapter
     from core.poet import Poet
 
     adapter = None
     active = store.active_adapter() if store is not None else None
     if active is not None and Path(active.path).exists():
         adapter = Path(active.path)
-    elif active is not None:
-        log.warning("active adapter %s has no files at %s; using the base model", active.name, active.path)
+    else:
+        if active is not None:
+            log.warning("active adapter %s has no files at %s; using the default", active.name, active.path)
+        adapter = resolve_adapter(model_dir=model_dir, database_url=getattr(store, "url", None))
     return Poet.load(model_dir, adapter=adapter)
 
 

@@ -32,8 +32,10 @@ def shipped_default() -> Path | None:
     return p if is_adapter(p) else None
 
 
-def resolve_adapter(explicit: Path | None = None, database_url: str | None = None) -> Path | None:
-    """The adapter dir to load, or None for the bare base model."""
+def resolve_adapter(explicit: Path | None = None, database_url: str | None = None,
+                    model_dir: Path | None = None) -> Path | None:
+    """The adapter dir to load, or None for the bare base model. The shipped default adapter belongs to
+    the shipped base model: with another base (`model_dir`), only an explicit or database adapter applies."""
     if explicit is not None:
         return Path(explicit)
     try:
@@ -48,4 +50,7 @@ def resolve_adapter(explicit: Path | None = None, database_url: str | None = Non
                 return Path(rec.path)
     except Exception:  # noqa: BLE001 - an unreadable/old database must not stop the poet; fall back
         pass
+    shipped_base = paths.shipped_models_dir() / "base"
+    if model_dir is not None and Path(model_dir).resolve() != shipped_base.resolve():
+        return None
     return shipped_default()

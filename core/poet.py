@@ -87,7 +87,7 @@ class Poet:
         if adapter == "auto":
             from core.adapters import resolve_adapter
 
-            adapter = resolve_adapter()
+            adapter = resolve_adapter(model_dir=model_dir)
         if adapter is not None:
             from peft import PeftModel
 

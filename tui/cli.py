@@ -21,14 +21,14 @@ def _find_retrain(store) -> Callable | None:
     return lambda progress: fn(store, progress)
 
 
-def _adapter_dir(store, database_url: str | None) -> Path | None:
+def _adapter_dir(store, database_url: str | None, model_dir: Path | None = None) -> Path | None:
     """The adapter to load: the database's active one, else the shipped default (core.adapters)."""
     try:
         from core.adapters import resolve_adapter
     except ImportError:  # an older core: the active adapter only
         active = store.active_adapter()
         return Path(active.path) if active is not None and Path(active.path).exists() else None
-    return resolve_adapter(database_url=database_url)
+    return resolve_adapter(database_url=database_url, model_dir=model_dir)
 
 
 def tui(
@@ -48,7 +48,7 @@ def tui(
     def poet_factory():
         from core.poet import Poet
 
-        adapter = _adapter_dir(store, database_url)
+        adapter = _adapter_dir(store, database_url, model_dir)
         poet = Poet.load(model_dir, adapter=adapter)
         if "service" in holder:
             active = store.active_adapter()
