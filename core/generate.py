@@ -17,7 +17,6 @@ import torch
 from core.gelv.table import tone_classes
 from core.plan import Plan, rhyme_keys
 
-NUCLEUS_K = 256
 # A rhyme class needs this many characters in the vocabulary to be offered (avoids 窄韵 dead ends).
 MIN_RHYME_CHARS = 12
 
@@ -147,9 +146,7 @@ def sample(logits: torch.Tensor, mask: torch.Tensor, temperature: float, top_p: 
     x = (logits / temperature).masked_fill(~mask, -math.inf)
     probs = torch.softmax(x, dim=-1)
     if top_p < 1.0:
-        # The nucleus is taken among the NUCLEUS_K most likely tokens: a partial top-k instead of a
-        # full sort of the vocabulary at every step (the nucleus is far smaller in practice).
-        sp, idx = probs.topk(min(NUCLEUS_K, probs.size(-1)), dim=-1)
+        sp, idx = probs.sort(dim=-1, descending=True)
         keep = sp.cumsum(-1) - sp < top_p  # always keeps the most likely token
         sp = sp * keep
         probs = torch.zeros_like(probs).scatter_(-1, idx, sp)
