@@ -7,7 +7,6 @@ and a README.md card naming the base model, the data and the losses.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from core.atomic import atomic_dir
-from training.pretrain import autocast
+from training.pretrain import autocast, warmup_cosine
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 GPT2_TARGETS = ("c_attn", "c_proj", "c_fc")
@@ -99,13 +98,7 @@ def train_sft(base, tokenizer, train_ex, valid_ex, cfg: SFTConfig, progress: boo
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
 
-    def lr_lambda(s: int) -> float:
-        if s < cfg.warmup_steps:
-            return (s + 1) / cfg.warmup_steps
-        t = (s - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.warmup_steps, cfg.max_steps, 0.1))
     hist = {"valid_loss_before": eval_loss(model, valid_ex, tokenizer, cfg, device), "steps": []}
     bar = tqdm(range(cfg.max_steps), disable=not progress, unit="step", mininterval=2.0)
     t0 = time.time()
