@@ -7,7 +7,7 @@ import asyncio
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from bot.handlers.common import command_text, current_user, db, parse_int, reply, send
+from bot.handlers.common import command_text, current_user, own_poem_from_callback, reply, send
 from bot.render import poem_text_from_message, render_analysis
 from bot.texts import t
 from core.forms import parse_form
@@ -60,15 +60,10 @@ async def check(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def explain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """"Explain" under a poem ("x:<poem id>"): the poem's 格律 annotation (owner only)."""
     query = update.callback_query
-    uid, st = await current_user(update, context)
-    pid = parse_int(query.data.split(":", 1)[1])
-    rec = await db(context, "get_poem", pid) if pid is not None else None
-    if rec is None:
-        await query.answer(t(st.lang, "poem_gone"), show_alert=True)
+    found = await own_poem_from_callback(update, context)
+    if found is None:
         return
-    if rec.user_id != uid:
-        await query.answer(t(st.lang, "not_yours"), show_alert=True)
-        return
+    uid, st, rec = found
     await query.answer()
     form = None if rec.form == "词" else rec.form
     try:

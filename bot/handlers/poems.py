@@ -11,7 +11,7 @@ import secrets
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from bot.handlers.common import current_user, db, edit, reply, send, services, typing
+from bot.handlers.common import current_user, db, edit, own_poem_from_callback, reply, send, services, typing
 from bot.keyboards import (
     CIPAI_PAGE,
     cipai_browse_keyboard,
@@ -288,18 +288,11 @@ async def continue_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -
 
 async def another(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """"Another" under a poem ("a:<poem id>"): the same request again, with a fresh seed."""
-    from bot.handlers.common import parse_int
-
     query = update.callback_query
-    uid, st = await current_user(update, context)
-    pid = parse_int(query.data.split(":", 1)[1])
-    rec = await db(context, "get_poem", pid) if pid is not None else None
-    if rec is None:
-        await query.answer(t(st.lang, "poem_gone"), show_alert=True)
+    found = await own_poem_from_callback(update, context)
+    if found is None:
         return
-    if rec.user_id != uid:
-        await query.answer(t(st.lang, "not_yours"), show_alert=True)
-        return
+    uid, st, rec = found
     await query.answer()
     req = dataclasses.replace(rec.request, seed=None, n=1)
     msg_id = query.message.message_id if query.message else None
