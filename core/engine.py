@@ -32,6 +32,10 @@ class EngineVocab:
         self.class_matrix = torch.cat([vi.class_matrix["近体"], vi.class_matrix["词"]], 0) > 0  # (G, V)
         self.class_matrix_f = self.class_matrix.float()
         self.n_classes = self.class_matrix.shape[0]
+        from core.fastc import CConstraints, load_kernel
+
+        lib = load_kernel()  # the same rules in C, where it builds: ~100x fewer tensor ops per step
+        self.c = CConstraints(lib, self.content, self.ping, self.ze, self.class_matrix) if lib is not None else None
 
 
 @dataclass
@@ -40,6 +44,7 @@ class PlanTensors:
     marks: torch.Tensor  # (S, NT, 3) bool over 平/仄/中 (relaxed marks at fixed chars, strict elsewhere)
     rhyme: torch.Tensor  # (S, NT) bool
     kind: str
+    fixed_chars: torch.Tensor  # (k,) ids of the user-fixed characters (never reused elsewhere)
 
 
 def plan_tensors(plan: Plan, vi: VocabIndex) -> PlanTensors:
@@ -58,7 +63,9 @@ def plan_tensors(plan: Plan, vi: VocabIndex) -> PlanTensors:
         for t in range(NT):
             marks[i, t, MARK_INDEX[ms[t]]] = True
             rhyme[i, t] = s.rhyme[t]
-    return PlanTensors(forced, marks, rhyme, "词" if plan.form == "词" else "近体")
+    fixed = torch.tensor(sorted({vi.char_id(s.fixed) for s in plan.slots if s.kind == "char" and s.fixed}),
+                         dtype=torch.long)
+    return PlanTensors(forced, marks, rhyme, "词" if plan.form == "词" else "近体", fixed)
 
 
 @dataclass
@@ -150,6 +157,9 @@ class Engine:
     # ---- one step ---------------------------------------------------------------------
     def _mask(self, job: Job) -> torch.Tensor:
         ev, s = self.ev, job.slot
+        if ev.c is not None:
+            return ev.c.mask(job.pt.marks[s], job.pt.rhyme[s], job.alive, job.groups, job.used, job.failed,
+                             job.pt.fixed_chars)
         marks = job.pt.marks[s].float()  # (NT, 3)
         rh = job.pt.rhyme[s]  # (NT,)
         alive = job.alive
@@ -189,6 +199,9 @@ class Engine:
         ev, s = self.ev, job.slot
         marks = job.pt.marks[s]  # (NT, 3)
         rh = job.pt.rhyme[s]
+        if ev.c is not None:
+            ev.c.update(marks, rh, tok, job.alive, job.groups, job.used, job.failed)
+            return
         tp, tz = ev.vi.ping[tok], ev.vi.ze[tok]  # (b,) the char's tone classes (any reading)
         ok = marks[None, :, 2] | (marks[None, :, 0] & tp[:, None]) | (marks[None, :, 1] & tz[:, None])
         keep = job.alive & ok
@@ -220,8 +233,8 @@ class Engine:
                 self._update(job, tok)
         else:
             mask = self._mask(job)
-            tok = sample(job.logits, mask, job.temperature, job.top_p, job.gen)
-            job.logprob += torch.log_softmax(job.logits, -1).gather(1, tok[:, None]).squeeze(1)
+            tok, logp = sample(job.logits, mask, job.temperature, job.top_p, job.gen)
+            job.logprob += logp
             job.n_sampled += 1
             self._update(job, tok)
         job.out[:, s] = tok

@@ -141,16 +141,42 @@ def update_row(vi: VocabIndex, kind: str, slot, st: RowState, tok_id: int) -> No
     st.used.add(tok_id)
 
 
-def sample(logits: torch.Tensor, mask: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator) -> torch.Tensor:
-    """(B,) token ids from (B, V) logits restricted to `mask`, with temperature and nucleus sampling."""
-    x = (logits / temperature).masked_fill(~mask, -math.inf)
-    probs = torch.softmax(x, dim=-1)
+def sample_torch(logits: torch.Tensor, mask: torch.Tensor, temperature: float, top_p: float,
+                 u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sampling rule of core/kernels/decode.c (`shiren_sample`) in torch, for machines without a C
+    compiler: allowed tokens by descending probability (ties: lower id first) are kept while the mass
+    before them is < top_p; the token is the first kept one whose running mass exceeds u · kept mass
+    (top_p >= 1: the same walk in id order). Returns (tokens, log_softmax(logits)[tokens])."""
+    x = ((logits - logits.masked_fill(~mask, -math.inf).amax(-1, keepdim=True)) / temperature)
+    p = torch.exp(x.masked_fill(~mask, -math.inf)).double()  # (B, V), zero where not allowed
     if top_p < 1.0:
-        sp, idx = probs.sort(dim=-1, descending=True)
-        keep = sp.cumsum(-1) - sp < top_p  # always keeps the most likely token
-        sp = sp * keep
-        probs = torch.zeros_like(probs).scatter_(-1, idx, sp)
-    return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+        sp, idx = p.sort(dim=-1, descending=True, stable=True)
+        before = sp.cumsum(-1) - sp
+        sp = sp * (before < top_p * sp.sum(-1, keepdim=True))
+    else:
+        sp, idx = p, torch.arange(p.shape[-1]).expand_as(p)
+    cum = sp.cumsum(-1)  # (B, V)
+    target = u.double()[:, None] * cum[:, -1:]
+    over = cum > target
+    last_kept = (sp > 0).double().cumsum(-1).argmax(-1)  # where rounding leaves no token over the target
+    pick = torch.where(over.any(-1), over.double().argmax(-1), last_kept)
+    tok = idx.gather(1, pick[:, None]).squeeze(1)
+    logp = torch.log_softmax(logits.double(), -1).gather(1, tok[:, None]).squeeze(1).float()
+    return tok, logp
+
+
+def sample(logits: torch.Tensor, mask: torch.Tensor, temperature: float, top_p: float,
+           gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B,) token ids from (B, V) logits restricted to `mask`, with temperature and nucleus sampling, and
+    their log-probabilities under the unrestricted model. One uniform per row from `gen`; the C kernel
+    does the work where it is built (the fast engine and the reference path share this function)."""
+    from core.fastc import c_sample, load_kernel
+
+    u = torch.rand(logits.shape[0], generator=gen, dtype=torch.float64)
+    lib = load_kernel()
+    if lib is not None:
+        return c_sample(lib, logits, mask, temperature, top_p, u)
+    return sample_torch(logits, mask, temperature, top_p, u)
 
 
 @torch.inference_mode()
@@ -190,8 +216,7 @@ def generate(model, tokenizer, vi: VocabIndex, plan: Plan, prompt: str, batch: i
             if not mask[b].any():
                 rows[b].failed = True
                 mask[b] = vi.content
-        tok = sample(logits, mask, temperature, top_p, gen)  # (B,)
-        logp = torch.log_softmax(logits, dim=-1).gather(1, tok[:, None]).squeeze(1)
+        tok, logp = sample(logits, mask, temperature, top_p, gen)  # (B,), (B,)
         for b, r in enumerate(rows):
             t = int(tok[b])
             update_row(vi, kind, slot, r, t)

@@ -21,7 +21,8 @@ import torch
 from core.corpus_lines import FILE_NAME as CORPUS_LINES_FILE
 from core.corpus_lines import CorpusLines
 from core.engine import Engine, EngineVocab, Job, plan_tensors
-from core.fastlm import FastLlama
+from core.fastc import fast_llama
+from core.fastlm import LlamaShape
 from core.generate import VocabIndex, generate, render_text
 from core.plan import build_plan
 from core.prompt import header
@@ -47,7 +48,12 @@ class Poet:
 
     def __init__(self, model, tokenizer, *, version: str = "", conditioned: bool = False,
                  corpus_lines: CorpusLines | None = None, max_pending: int = 128):
-        self.model = model.eval()
+        """`model`: a transformers causal LM, or `LoadedWeights` (core.weights: no transformers needed)."""
+        from core.weights import LoadedWeights
+
+        self._weights = model if isinstance(model, LoadedWeights) else None
+        self._hf = None if self._weights is not None else model.eval()
+        self._hf_lock = threading.Lock()
         self.tokenizer = tokenizer
         self.vi = VocabIndex(tokenizer)
         self.version = version or "unversioned"
@@ -59,55 +65,93 @@ class Poet:
         self._pending = 0
         self._pending_lock = threading.Lock()
         self.max_pending = max_pending
-        # The lean engine (core.fastlm + core.engine) for Llama models; others use the reference path.
+        # The lean engine (C kernel or core.fastlm + core.engine) for Llama models; others use the reference path.
         self.engine: Engine | None = None
         self._batcher = None
-        if getattr(model.config, "model_type", "") == "llama":
-            self.engine = Engine(FastLlama(model, max_rows=64), EngineVocab(self.vi))
+        if self._weights is not None:
+            shape, sd = self._weights.shape, self._weights.state_dict
+        elif getattr(model.config, "model_type", "") == "llama":
+            shape, sd = LlamaShape.from_config(model.config.to_dict()), model.state_dict()
+        else:
+            shape = None
+        if shape is not None:
+            # float32: the same numbers as the reference path, so a seed gives the same poems on both.
+            self.engine = Engine(fast_llama(shape, sd, max_rows=64), EngineVocab(self.vi))
+
+    @property
+    def model(self):
+        """The transformers model (built on first use when the poet was loaded without transformers)."""
+        with self._hf_lock:
+            if self._hf is None:
+                self._hf = self._weights.hf_model()
+            return self._hf
 
     # ---- loading -------------------------------------------------------------------------
     @classmethod
     def load(cls, model_dir: Path | None = None, adapter: Path | str | None = "auto", **kw) -> Poet:
         """Base model (default: SHIREN_MODEL_DIR or the shipped models/base) plus a LoRA adapter:
-        "auto" takes the active one (core.adapters.resolve_adapter), None the bare base model."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        "auto" takes the active one (core.adapters.resolve_adapter), None the bare base model.
+        A Llama model loads without transformers or peft (core.weights), others through transformers."""
+        import json
 
         from core import paths
 
         model_dir = Path(model_dir or paths.model_dir())
         if not (model_dir / "config.json").exists():
             raise ModelLoadError(f"no model at {model_dir} (set SHIREN_MODEL_DIR or reinstall Shiren)")
-        try:
-            tok = AutoTokenizer.from_pretrained(str(model_dir))
-            model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
-        except Exception as e:  # noqa: BLE001
-            raise ModelLoadError(f"cannot load the model at {model_dir}: {e}") from e
         version = "base-" + _dir_digest(model_dir)
-        conditioned = False
         if adapter == "auto":
             from core.adapters import resolve_adapter
 
             adapter = resolve_adapter(model_dir=model_dir)
         if adapter is not None:
-            from peft import PeftModel
-
             from core.adapters import is_adapter
 
             if not is_adapter(Path(adapter)):
                 raise ModelLoadError(f"{adapter} is not a LoRA adapter folder (adapter_config.json + adapter_model.safetensors)")
-            try:
-                import warnings
+        try:
+            llama = json.loads((model_dir / "config.json").read_text("utf-8")).get("model_type") == "llama"
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(f"cannot read {model_dir / 'config.json'}: {e}") from e
+        if llama:
+            from core.weights import CharTokenizer, WeightsError, load_llama
 
+            try:
+                tok = CharTokenizer(model_dir)
+            except Exception as e:  # noqa: BLE001
+                raise ModelLoadError(f"cannot load the tokenizer at {model_dir}: {e}") from e
+            try:
+                model = load_llama(model_dir, Path(adapter) if adapter is not None else None)
+            except WeightsError as e:
+                raise ModelLoadError(str(e)) from e
+        else:
+            tok, model = cls._load_hf(model_dir, adapter)
+        if adapter is not None:
+            version += "+" + Path(adapter).name
+        lines = CorpusLines.load(model_dir / CORPUS_LINES_FILE)
+        return cls(model, tok, version=version, conditioned=adapter is not None, corpus_lines=lines, **kw)
+
+    @staticmethod
+    def _load_hf(model_dir: Path, adapter):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            tok = AutoTokenizer.from_pretrained(str(model_dir))
+            model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+        except Exception as e:  # noqa: BLE001
+            raise ModelLoadError(f"cannot load the model at {model_dir}: {e}") from e
+        if adapter is not None:
+            import warnings
+
+            from peft import PeftModel
+
+            try:
                 with warnings.catch_warnings():  # peft/transformers deprecation chatter, not the user's concern
                     warnings.simplefilter("ignore", FutureWarning)
-                    # Merged for inference: the decode loop then runs the plain model at full speed.
                     model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
             except Exception as e:  # noqa: BLE001
                 raise ModelLoadError(f"cannot load the adapter at {adapter}: {e}") from e
-            version += "+" + Path(adapter).name
-            conditioned = True
-        lines = CorpusLines.load(model_dir / CORPUS_LINES_FILE)
-        return cls(model, tok, version=version, conditioned=conditioned, corpus_lines=lines, **kw)
+        return tok, model
 
     # ---- writing -------------------------------------------------------------------------
     def validate(self, request: PoemRequest) -> PoemRequest:

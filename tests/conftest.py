@@ -14,9 +14,14 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def pytest_configure(config):
     """Tiny models run fastest on one thread; more only oversubscribe a 2-core CI box."""
+    import os
+    import tempfile
+
     import torch
 
     torch.set_num_threads(1)
+    # The decode kernel is compiled once per test session into a private dir (core.fastc).
+    os.environ.setdefault("SHIREN_KERNEL_DIR", tempfile.mkdtemp(prefix="shiren-kernels-"))
 
 
 @pytest.fixture(autouse=True)

@@ -35,7 +35,7 @@ def poet():
 def test_fastlm_matches_hf_logits():
     torch.manual_seed(0)
     m = build_model(GPTConfig(arch="llama", vocab_size=300, n_layer=2, n_head=4, n_embd=64, block_size=64)).eval()
-    f = FastLlama(m, max_rows=8)
+    f = FastLlama.from_hf(m, max_rows=8)
     x = torch.randint(0, 300, (3, 12))
     rows, zero = torch.tensor([4, 0, 7]), torch.zeros(3, dtype=torch.long)
     with torch.no_grad():

@@ -1,0 +1,245 @@
+"""The decode step in C (core/kernels/decode.c), compiled on first use and called through ctypes.
+
+`CFastLlama` has the interface of `core.fastlm.FastLlama` (rows of one KV cache, each at its own
+position) and is what the engine uses when a C compiler is there; `load_kernel()` returns None
+otherwise (or with SHIREN_NO_C_KERNEL=1) and the engine falls back to the PyTorch forward.
+
+The shared library is built with the system compiler (`cc -O3 -march=native`) into a cache dir
+(SHIREN_KERNEL_DIR, default the user cache dir), named by a hash of the source, the compiler
+flags and the CPU, written atomically, so a second process just loads it (~1 ms).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from core.fastlm import LlamaShape
+
+CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fPIC", "-shared", "-std=c11"]
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_tried = False
+
+
+class _Dims(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_int) for n in ("n_layer", "n_head", "n_kv", "hd", "d", "ff", "vocab", "max_rows",
+                                           "max_len", "wbf16")] + [("eps", ctypes.c_float)]
+
+
+def kernel_dir() -> Path:
+    env = os.environ.get("SHIREN_KERNEL_DIR")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("shiren")) / "kernels"
+
+
+def _cpu_id() -> str:
+    try:
+        flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
+    except OSError:
+        flags = ""
+    return platform.machine() + flags
+
+
+def _build(src: Path, out: Path) -> None:
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not cc:
+        raise OSError("no C compiler")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
+    os.close(fd)
+    try:
+        subprocess.run([cc, *CFLAGS, str(src), "-o", tmp, "-lm"], check=True, capture_output=True, timeout=120)
+        os.replace(tmp, out)  # atomic: a concurrent process sees the old name or the whole library
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_kernel() -> ctypes.CDLL | None:
+    """The compiled decode kernel, or None where it cannot be built here."""
+    global _lib, _tried
+    with _lock:
+        if _tried:
+            return _lib
+        _tried = True
+        if os.environ.get("SHIREN_NO_C_KERNEL") == "1":
+            return None
+        src = Path(str(resources.files("core").joinpath("kernels/decode.c")))
+        key = hashlib.sha256(src.read_bytes() + " ".join(CFLAGS).encode() + _cpu_id().encode()).hexdigest()[:16]
+        so = kernel_dir() / f"decode-{key}.so"
+        try:
+            if not so.exists():
+                _build(src, so)
+            lib = ctypes.CDLL(str(so))
+        except (OSError, subprocess.SubprocessError):
+            return None
+        lib.shiren_hidden.restype = ctypes.c_int
+        lib.shiren_hidden.argtypes = [ctypes.POINTER(_Dims), ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+                                      ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+        lib.shiren_logits.restype = None
+        lib.shiren_logits.argtypes = [ctypes.POINTER(_Dims), ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
+                                      ctypes.c_void_p]
+        P, I, U8, F = ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_float
+        lib.shiren_mask.restype = lib.shiren_update.restype = lib.shiren_sample.restype = None
+        lib.shiren_mask.argtypes = [P, I, I, U8, U8, U8, U8, U8, U8, P, I, U8]
+        lib.shiren_update.argtypes = [P, I, I, U8, U8, P, U8, U8, U8, U8]
+        lib.shiren_sample.argtypes = [I, I, P, U8, F, F, P, P, P]
+        _lib = lib
+        return lib
+
+
+class _Vocab(ctypes.Structure):
+    _fields_ = [("V", ctypes.c_int), ("G", ctypes.c_int), ("content", ctypes.c_void_p), ("ping", ctypes.c_void_p),
+                ("ze", ctypes.c_void_p), ("cls_ptr", ctypes.c_void_p), ("cls_idx", ctypes.c_void_p)]
+
+
+def _ptr(t: torch.Tensor) -> int:
+    if not t.is_contiguous():
+        raise ValueError("the kernel needs contiguous tensors")
+    return t.data_ptr()
+
+
+class CConstraints:
+    """core.engine's mask / update rules over the C kernel (same semantics as its torch code)."""
+
+    def __init__(self, lib: ctypes.CDLL, content: torch.Tensor, ping: torch.Tensor, ze: torch.Tensor,
+                 class_matrix: torch.Tensor):
+        self.lib = lib
+        V = content.shape[0]
+        cm = class_matrix.bool().t().contiguous()  # (V, G)
+        counts = cm.sum(1).to(torch.int32)
+        self._keep = [content.bool().contiguous(), ping.bool().contiguous(), ze.bool().contiguous(),
+                      torch.cat([torch.zeros(1, dtype=torch.int32), counts.cumsum(0).to(torch.int32)]),
+                      cm.nonzero()[:, 1].to(torch.int32).contiguous()]
+        self._vocab = _Vocab(V, class_matrix.shape[0], *[t.data_ptr() for t in self._keep])
+
+    def mask(self, marks: torch.Tensor, rhyme: torch.Tensor, alive: torch.Tensor, groups: torch.Tensor,
+             used: torch.Tensor, failed: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
+        b, NT = alive.shape
+        out = torch.empty((b, self._vocab.V), dtype=torch.bool)
+        fixed = fixed.to(torch.int64).contiguous()
+        self.lib.shiren_mask(ctypes.byref(self._vocab), b, NT, _ptr(marks), _ptr(rhyme), _ptr(alive), _ptr(groups),
+                             _ptr(used), _ptr(failed), fixed.data_ptr(), fixed.numel(), out.data_ptr())
+        return out
+
+    def update(self, marks: torch.Tensor, rhyme: torch.Tensor, tok: torch.Tensor, alive: torch.Tensor,
+               groups: torch.Tensor, used: torch.Tensor, failed: torch.Tensor) -> None:
+        b, NT = alive.shape
+        tok = tok.to(torch.int64).contiguous()
+        self.lib.shiren_update(ctypes.byref(self._vocab), b, NT, _ptr(marks), _ptr(rhyme), tok.data_ptr(),
+                               _ptr(alive), _ptr(groups), _ptr(used), _ptr(failed))
+
+
+def c_sample(lib: ctypes.CDLL, logits: torch.Tensor, mask: torch.Tensor, temperature: float, top_p: float,
+             u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens, full-vocabulary log-probs) — see shiren_sample in decode.c."""
+    logits = logits.float().contiguous()
+    mask = mask.bool().contiguous()
+    u = u.to(torch.float64).contiguous()
+    b, V = logits.shape
+    tok = torch.empty(b, dtype=torch.int64)
+    logp = torch.empty(b, dtype=torch.float32)
+    lib.shiren_sample(b, V, logits.data_ptr(), mask.data_ptr(), float(temperature), float(top_p), u.data_ptr(),
+                      tok.data_ptr(), logp.data_ptr())
+    return tok, logp
+
+
+def panels(w: torch.Tensor, dtype: torch.dtype, width: int = 32) -> torch.Tensor:
+    """A (out, in) weight as the kernel reads it: (ceil(out/32), in, 32), each panel contiguous."""
+    out, n_in = w.shape
+    padded = torch.zeros(((out + width - 1) // width * width, n_in), dtype=dtype)
+    padded[:out] = w.to(dtype)
+    return padded.view(-1, width, n_in).transpose(1, 2).contiguous()  # (P, in, 32)
+
+
+class CFastLlama:
+    """FastLlama's interface over the C kernel. Weights: bf16 when given bf16, else fp32."""
+
+    def __init__(self, lib: ctypes.CDLL, shape: LlamaShape, state_dict: dict[str, torch.Tensor],
+                 max_rows: int = 64, max_len: int | None = None, dtype: torch.dtype = torch.float32):
+        if dtype not in (torch.float32, torch.bfloat16):
+            raise ValueError(f"the C kernel takes float32 or bfloat16 weights, not {dtype}")
+        self.lib, self.shape, self.dtype = lib, shape, dtype
+        self.max_rows, self.max_len = max_rows, max_len or shape.block_size
+        self.vocab_size, self.d = shape.vocab_size, shape.n_embd
+        sd = {k.removeprefix("base_model.model."): v.detach() for k, v in state_dict.items()}
+
+        def wt(name: str) -> torch.Tensor:
+            return panels(sd[name], dtype)
+
+        def f32(name: str) -> torch.Tensor:
+            return sd[name].float().contiguous()
+
+        embed = sd["model.embed_tokens.weight"].to(dtype).contiguous()  # (V, d)
+        head = sd["model.embed_tokens.weight"] if shape.tie_embeddings or "lm_head.weight" not in sd \
+            else sd["lm_head.weight"]
+        keep = [embed, panels(head, dtype), f32("model.norm.weight")]
+        hd = shape.head_dim
+        inv = 1.0 / (shape.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
+        freqs = torch.outer(torch.arange(self.max_len, dtype=torch.float32), inv)  # (T, hd/2)
+        keep += [freqs.cos().contiguous(), freqs.sin().contiguous()]
+        self.kv = torch.zeros((shape.n_layer, max_rows, self.max_len, 2 * shape.n_kv_head * hd), dtype=torch.float32)
+        keep.append(self.kv)
+        for i in range(shape.n_layer):
+            p = f"model.layers.{i}."
+            qkv = torch.cat([sd[p + f"self_attn.{n}_proj.weight"] for n in "qkv"], 0)  # (out, in)
+            gu = torch.cat([sd[p + "mlp.gate_proj.weight"], sd[p + "mlp.up_proj.weight"]], 0)
+            keep += [f32(p + "input_layernorm.weight"), panels(qkv, dtype), wt(p + "self_attn.o_proj.weight"),
+                     f32(p + "post_attention_layernorm.weight"), panels(gu, dtype),
+                     wt(p + "mlp.down_proj.weight")]
+        self._keep = keep  # the C side holds raw pointers into these
+        self._ptrs = (ctypes.c_void_p * len(keep))(*[t.data_ptr() for t in keep])
+        self._dims = _Dims(shape.n_layer, shape.n_head, shape.n_kv_head, hd, shape.n_embd, shape.intermediate,
+                           shape.vocab_size, max_rows, self.max_len, int(dtype == torch.bfloat16), shape.rms_eps)
+
+    def reset(self) -> None:
+        self.kv.zero_()
+
+    def hidden(self, tokens: torch.Tensor, rows: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        """Final-norm hidden state (B, d) at the last position; see FastLlama.hidden."""
+        B, T = tokens.shape
+        if int(start.max()) + T > self.max_len:
+            raise ValueError(f"sequence longer than the model's {self.max_len} positions")
+        if int(rows.min()) < 0 or int(rows.max()) >= self.max_rows:
+            raise ValueError("cache row out of range")
+        tokens = tokens.to(torch.int64).contiguous()
+        rows, start = rows.to(torch.int64).contiguous(), start.to(torch.int64).contiguous()
+        out = torch.empty((B, self.d), dtype=torch.float32)
+        rc = self.lib.shiren_hidden(ctypes.byref(self._dims), self._ptrs, B, T, tokens.data_ptr(), rows.data_ptr(),
+                                    start.data_ptr(), out.data_ptr())
+        if rc != 0:
+            raise MemoryError("the decode kernel ran out of memory")
+        return out
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        h = h.float().contiguous()
+        out = torch.empty((h.shape[0], self.vocab_size), dtype=torch.float32)
+        self.lib.shiren_logits(ctypes.byref(self._dims), self._ptrs, h.shape[0], h.data_ptr(), out.data_ptr())
+        return out
+
+    def forward(self, tokens: torch.Tensor, rows: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.hidden(tokens, rows, start))
+
+
+def fast_llama(shape: LlamaShape, state_dict: dict[str, torch.Tensor], **kw):
+    """The C forward where it builds, else the PyTorch one."""
+    from core.fastlm import FastLlama
+
+    lib = load_kernel()
+    if lib is not None:
+        return CFastLlama(lib, shape, state_dict, **kw)
+    return FastLlama(shape, state_dict, **kw)

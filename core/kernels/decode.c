@@ -1,0 +1,446 @@
+/* The decode step of a Llama-style model in one call: core/fastc.py compiles this with the system C
+ * compiler (-O3 -march=native) on first use and calls it through ctypes.
+ *
+ * Why C: at Shiren's model size (d=256, 4 layers) a step is ~30 GEMMs and elementwise ops of a few
+ * thousand numbers each. Through PyTorch each op costs 15-60 us of dispatch and cold instruction
+ * cache, ten times its arithmetic; here the whole step is one call and stays in cache.
+ *
+ * Layout: weights are transposed to (in, out) and cut into panels of 32 output columns, each panel
+ * (in, 32) contiguous (out padded with zeros to a multiple of 32), so a block of the product streams
+ * one contiguous panel; bf16 (raw uint16) or fp32. Activations and
+ * the KV cache are fp32. kv: (n_layer, max_rows, max_len, 2, n_kv, hd), K then V.
+ * Numerics follow HF LlamaForCausalLM: RMSNorm in fp32, rotate-half RoPE, softmax attention, SwiGLU.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+typedef struct {
+    int n_layer, n_head, n_kv, hd, d, ff, vocab, max_rows, max_len, wbf16;
+    float eps;
+} Dims;
+
+/* Pointer table (see core/fastc.py): embed (V,d) row-major; lm_head_t (d,V); norm (d); cos, sin
+ * (max_len, hd/2); kv; then per layer: ln1 (d), wqkv_t (d,(H+2Hkv)hd), wo_t (H·hd,d), ln2 (d),
+ * wgu_t (d, 2ff) gate then up, wdown_t (ff, d). Norm weights are fp32. */
+enum { P_EMBED, P_LMHEAD, P_NORM, P_COS, P_SIN, P_KV, P_LAYER0 };
+enum { L_LN1, L_QKV, L_WO, L_LN2, L_GU, L_DOWN, L_N };
+
+static inline float bf16f(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* y[i] = exp(x[i] - sub) for i < n. glibc's expf is scalar here (no libmvec without OpenMP), and a
+ * step needs ~50k of them (SiLU, the softmax over the vocabulary): Cody-Waite range reduction and a
+ * degree-7 Taylor polynomial on |r| <= ln2/2 (relative error < 1e-7), scaled by 2^n with vscalefps. */
+#if defined(__AVX512F__)
+static inline __m512 exp512(__m512 x) {
+    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.7f)), _mm512_set1_ps(-103.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504089f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.98412698e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.38888889e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.33333333e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.16666667e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.66666667e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+#endif
+
+static void vexp(const float *x, float *y, int n, float sub) {
+    int i = 0;
+#if defined(__AVX512F__)
+    __m512 s = _mm512_set1_ps(sub);
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), s)));
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(y + i, m, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), s)));
+        i = n;
+    }
+#endif
+    for (; i < n; i++) y[i] = expf(x[i] - sub);
+}
+
+/* y (N, out) = x (N, in) @ W (in, out), or y += … when acc. */
+#if defined(__AVX512F__)
+static inline __m512 loadw(const void *W, int wbf16, size_t idx, __mmask16 m) {
+    if (wbf16) {
+        __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)W + idx);
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    return _mm512_maskz_loadu_ps(m, (const float *)W + idx);
+}
+
+/* One block: rows n0 .. n0+nb-1 (nb <= 4) of y, output columns o .. o+31 (masks m0, m1 for the tail).
+ * Accumulators are named registers: an indexed array of __m512 would spill to the stack. */
+static inline void block4(const float *xr, int nb, int in, const void *W, int wbf16, int out, int o,
+                          __mmask16 m0, __mmask16 m1, float *y, int acc) {
+    __m512 a00 = _mm512_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+    const float *x1 = xr + (nb > 1 ? in : 0), *x2 = xr + (nb > 2 ? 2 * in : 0), *x3 = xr + (nb > 3 ? 3 * in : 0);
+    for (int i = 0; i < in; i++) {
+        size_t idx = (size_t)o * in + (size_t)i * 32;  /* panel o/32, row i */
+        __m512 w0 = loadw(W, wbf16, idx, 0xFFFF), w1 = loadw(W, wbf16, idx + 16, 0xFFFF);
+        __m512 b0 = _mm512_set1_ps(xr[i]), b1 = _mm512_set1_ps(x1[i]);
+        __m512 b2 = _mm512_set1_ps(x2[i]), b3 = _mm512_set1_ps(x3[i]);
+        a00 = _mm512_fmadd_ps(b0, w0, a00); a01 = _mm512_fmadd_ps(b0, w1, a01);
+        a10 = _mm512_fmadd_ps(b1, w0, a10); a11 = _mm512_fmadd_ps(b1, w1, a11);
+        a20 = _mm512_fmadd_ps(b2, w0, a20); a21 = _mm512_fmadd_ps(b2, w1, a21);
+        a30 = _mm512_fmadd_ps(b3, w0, a30); a31 = _mm512_fmadd_ps(b3, w1, a31);
+    }
+    __m512 r[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
+    for (int k = 0; k < nb; k++) {  /* rows past nb computed duplicates of row 0..: not stored */
+        float *yr = y + (size_t)k * out + o;
+        __m512 v0 = r[k][0], v1 = r[k][1];
+        if (acc) {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, yr));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, yr + 16));
+        }
+        _mm512_mask_storeu_ps(yr, m0, v0);
+        _mm512_mask_storeu_ps(yr + 16, m1, v1);
+    }
+}
+
+static void matmul(const float *x, int N, int in, const void *W, int wbf16, int out, float *y, int acc) {
+    for (int o = 0; o < out; o += 32) {
+        int r0 = out - o >= 16 ? 16 : out - o, r1 = out - o - 16 >= 16 ? 16 : (out - o - 16 > 0 ? out - o - 16 : 0);
+        __mmask16 m0 = (__mmask16)(r0 == 16 ? 0xFFFF : (1u << r0) - 1), m1 = (__mmask16)(r1 == 16 ? 0xFFFF : (1u << r1) - 1);
+        for (int n0 = 0; n0 < N; n0 += 4)
+            block4(x + (size_t)n0 * in, N - n0 < 4 ? N - n0 : 4, in, W, wbf16, out, o, m0, m1, y + (size_t)n0 * out, acc);
+    }
+}
+#else
+static void matmul(const float *x, int N, int in, const void *W, int wbf16, int out, float *y, int acc) {
+    float *row = malloc(sizeof(float) * out);
+    for (int n = 0; n < N; n++) {
+        const float *xr = x + (size_t)n * in;
+        for (int o = 0; o < out; o++) row[o] = 0.f;
+        for (int i = 0; i < in; i++) {
+            float xv = xr[i];
+            for (int o = 0; o < out; o++) {
+                size_t idx = (size_t)(o / 32) * 32 * in + (size_t)i * 32 + o % 32;
+                row[o] += xv * (wbf16 ? bf16f(((const uint16_t *)W)[idx]) : ((const float *)W)[idx]);
+            }
+        }
+        float *yr = y + (size_t)n * out;
+        for (int o = 0; o < out; o++) yr[o] = acc ? yr[o] + row[o] : row[o];
+    }
+    free(row);
+}
+#endif
+
+static void rmsnorm(const float *x, const float *w, int d, float eps, float *out) {
+    float ss = 0.f;
+    for (int i = 0; i < d; i++) ss += x[i] * x[i];
+    float s = 1.0f / sqrtf(ss / d + eps);
+    for (int i = 0; i < d; i++) out[i] = x[i] * s * w[i];
+}
+
+static void rope(float *v, const float *cs, const float *sn, int hd) {
+    int h = hd / 2;
+    for (int i = 0; i < h; i++) {
+        float a = v[i], b = v[i + h];
+        v[i] = a * cs[i] - b * sn[i];
+        v[i + h] = b * cs[i] + a * sn[i];
+    }
+}
+
+static void embed_row(const Dims *D, void *const *P, int64_t tok, float *out) {
+    if (D->wbf16) {
+        const uint16_t *e = (const uint16_t *)P[P_EMBED] + (size_t)tok * D->d;
+        for (int i = 0; i < D->d; i++) out[i] = bf16f(e[i]);
+    } else {
+        memcpy(out, (const float *)P[P_EMBED] + (size_t)tok * D->d, sizeof(float) * D->d);
+    }
+}
+
+/* Feed tokens (B, T) to cache rows `rows` at positions start[b] .. start[b]+T-1; write the final-norm
+ * hidden state of each row's last token to hidden (B, d). Returns 0, or -1 when out of memory. */
+int shiren_hidden(const Dims *D, void *const *P, int B, int T, const int64_t *tokens, const int64_t *rows,
+                  const int64_t *start, float *hidden) {
+    const int d = D->d, H = D->n_head, Hkv = D->n_kv, hd = D->hd, ff = D->ff, N = B * T;
+    const int qkv_w = (H + 2 * Hkv) * hd, kvw = 2 * Hkv * hd, rep = H / Hkv;
+    const size_t row_stride = (size_t)D->max_len * kvw, layer_stride = (size_t)D->max_rows * row_stride;
+    float *x = malloc(sizeof(float) * N * d), *xn = malloc(sizeof(float) * N * d);
+    float *qkv = malloc(sizeof(float) * N * qkv_w), *att = malloc(sizeof(float) * N * H * hd);
+    float *gu = malloc(sizeof(float) * N * 2 * ff), *act = malloc(sizeof(float) * N * ff);
+    float *sc = malloc(sizeof(float) * D->max_len);
+    if (!x || !xn || !qkv || !att || !gu || !act || !sc) {
+        free(x); free(xn); free(qkv); free(att); free(gu); free(act); free(sc);
+        return -1;
+    }
+    const float *cosT = P[P_COS], *sinT = P[P_SIN];
+    float *kv = P[P_KV];
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int n = 0; n < N; n++) embed_row(D, P, tokens[n], x + (size_t)n * d);
+    for (int l = 0; l < D->n_layer; l++) {
+        void *const *LP = P + P_LAYER0 + l * L_N;
+        float *kvl = kv + l * layer_stride;
+        for (int n = 0; n < N; n++) rmsnorm(x + (size_t)n * d, LP[L_LN1], d, D->eps, xn + (size_t)n * d);
+        matmul(xn, N, d, LP[L_QKV], D->wbf16, qkv_w, qkv, 0);
+        /* RoPE on q and k, then K and V into the cache at each token's position. */
+        for (int b = 0; b < B; b++) {
+            for (int t = 0; t < T; t++) {
+                int n = b * T + t, pos = (int)start[b] + t;
+                float *q = qkv + (size_t)n * qkv_w;
+                const float *cs = cosT + (size_t)pos * (hd / 2), *sn = sinT + (size_t)pos * (hd / 2);
+                for (int h = 0; h < H + Hkv; h++) rope(q + h * hd, cs, sn, hd);
+                memcpy(kvl + rows[b] * row_stride + (size_t)pos * kvw, q + H * hd, sizeof(float) * kvw);
+            }
+        }
+        /* Attention: token (b, t) sees its row's keys at positions 0 .. start[b]+t. */
+        for (int b = 0; b < B; b++) {
+            const float *cache = kvl + rows[b] * row_stride;
+            for (int t = 0; t < T; t++) {
+                int n = b * T + t, L = (int)start[b] + t + 1;
+                for (int h = 0; h < H; h++) {
+                    const float *q = qkv + (size_t)n * qkv_w + h * hd;
+                    int kh = h / rep;
+                    float mx = -INFINITY, sum = 0.f;
+                    for (int j = 0; j < L; j++) {
+                        const float *k = cache + (size_t)j * kvw + kh * hd;
+                        float s = 0.f;
+                        for (int i = 0; i < hd; i++) s += q[i] * k[i];
+                        sc[j] = s * scale;
+                        if (sc[j] > mx) mx = sc[j];
+                    }
+                    for (int j = 0; j < L; j++) { sc[j] = expf(sc[j] - mx); sum += sc[j]; }
+                    float *o = att + (size_t)n * H * hd + h * hd;
+                    for (int i = 0; i < hd; i++) o[i] = 0.f;
+                    for (int j = 0; j < L; j++) {
+                        const float *v = cache + (size_t)j * kvw + (Hkv + kh) * hd;
+                        float p = sc[j] / sum;
+                        for (int i = 0; i < hd; i++) o[i] += p * v[i];
+                    }
+                }
+            }
+        }
+        matmul(att, N, H * hd, LP[L_WO], D->wbf16, d, x, 1);
+        for (int n = 0; n < N; n++) rmsnorm(x + (size_t)n * d, LP[L_LN2], d, D->eps, xn + (size_t)n * d);
+        matmul(xn, N, d, LP[L_GU], D->wbf16, 2 * ff, gu, 0);
+        for (int n = 0; n < N; n++) {
+            const float *g = gu + (size_t)n * 2 * ff, *u = g + ff;
+            float *a = act + (size_t)n * ff;
+            for (int i = 0; i < ff; i++) a[i] = -g[i];
+            vexp(a, a, ff, 0.f);  /* exp(-g) */
+            for (int i = 0; i < ff; i++) a[i] = g[i] / (1.0f + a[i]) * u[i];
+        }
+        matmul(act, N, ff, LP[L_DOWN], D->wbf16, d, x, 1);
+    }
+    for (int b = 0; b < B; b++) rmsnorm(x + (size_t)(b * T + T - 1) * d, P[P_NORM], d, D->eps, hidden + (size_t)b * d);
+    free(x); free(xn); free(qkv); free(att); free(gu); free(act); free(sc);
+    return 0;
+}
+
+/* logits (B, V) = hidden (B, d) @ lm_head_t (d, V). */
+void shiren_logits(const Dims *D, void *const *P, int B, const float *hidden, float *logits) {
+    matmul(hidden, B, D->d, P[P_LMHEAD], D->wbf16, D->vocab, logits, 0);
+}
+
+/* ---- Constraints and sampling (core.engine) ------------------------------------------------------
+ * One row per candidate; a row's state: alive templates (NT bytes), rhyme classes still open (G bytes),
+ * characters used (V bytes), failed (1 byte). Same rules as core.generate's row_mask / update_row. */
+typedef struct {
+    int V, G;
+    const uint8_t *content, *ping, *ze; /* (V) */
+    const int32_t *cls_ptr, *cls_idx;   /* CSR: the rhyme classes of token v are cls_idx[cls_ptr[v] .. cls_ptr[v+1]) */
+} Vocab;
+
+enum { M_PING, M_ZE, M_ZHONG };
+
+/* Tones allowed by the templates in `sel` (NT bytes): bit 0 平, bit 1 仄. */
+static int tones_of(int NT, const uint8_t *marks, const uint8_t *sel) {
+    int t = 0;
+    for (int k = 0; k < NT; k++) {
+        if (!sel[k]) continue;
+        const uint8_t *m = marks + 3 * k;
+        if (m[M_ZHONG]) t |= 3;
+        if (m[M_PING]) t |= 1;
+        if (m[M_ZE]) t |= 2;
+    }
+    return t;
+}
+
+static inline int tone_ok(const Vocab *vc, int tones, int v) {
+    return ((tones & 1) && vc->ping[v]) || ((tones & 2) && vc->ze[v]);
+}
+
+static inline int in_groups(const Vocab *vc, const uint8_t *groups, int v) {
+    for (int j = vc->cls_ptr[v]; j < vc->cls_ptr[v + 1]; j++)
+        if (groups[vc->cls_idx[j]]) return 1;
+    return 0;
+}
+
+/* mask (b, V): the characters each row may put in this slot. A row with no legal unused character
+ * gets its used set reset to the fixed characters; with no legal one at all it is marked failed and
+ * may take any content character (the poem is dropped later). */
+void shiren_mask(const Vocab *vc, int b, int NT, const uint8_t *marks, const uint8_t *rhyme, const uint8_t *alive,
+                 const uint8_t *groups, uint8_t *used, uint8_t *failed, const int64_t *fixed, int n_fixed,
+                 uint8_t *mask) {
+    const int V = vc->V;
+    uint8_t *sel = malloc(NT > 0 ? NT : 1);
+    for (int r = 0; r < b; r++) {
+        const uint8_t *al = alive + (size_t)r * NT, *gr = groups + (size_t)r * vc->G;
+        uint8_t *us = used + (size_t)r * V, *mk = mask + (size_t)r * V;
+        int any_r = 0, any_o = 0;
+        for (int k = 0; k < NT; k++) { any_r |= al[k] && rhyme[k]; any_o |= al[k] && !rhyme[k]; }
+        int t_all = tones_of(NT, marks, al), t_r = 0, t_o = 0;
+        if (any_r) {
+            for (int k = 0; k < NT; k++) sel[k] = al[k] && rhyme[k];
+            t_r = tones_of(NT, marks, sel);
+            for (int k = 0; k < NT; k++) sel[k] = al[k] && !rhyme[k];
+            t_o = any_o ? tones_of(NT, marks, sel) : 0;
+        }
+        int n = 0;
+        for (int pass = 0; pass < 2; pass++) {
+            n = 0;
+            for (int v = 0; v < V; v++) {
+                int ok = vc->content[v] && !us[v];
+                if (ok) {
+                    if (!any_r) ok = tone_ok(vc, t_all, v);
+                    else ok = (tone_ok(vc, t_r, v) && in_groups(vc, gr, v)) || tone_ok(vc, t_o, v);
+                }
+                mk[v] = (uint8_t)ok;
+                n += ok;
+            }
+            if (n || pass) break;
+            memset(us, 0, (size_t)V); /* dead end: allow a repeated character (never a fixed one) */
+            for (int i = 0; i < n_fixed; i++)
+                if (vc->content[fixed[i]]) us[fixed[i]] = 1;
+        }
+        if (!n) {
+            failed[r] = 1;
+            for (int v = 0; v < V; v++) mk[v] = vc->content[v];
+        }
+    }
+    free(sel);
+}
+
+/* Narrow each row's templates and rhyme classes after tok[r] went into this slot. */
+void shiren_update(const Vocab *vc, int b, int NT, const uint8_t *marks, const uint8_t *rhyme, const int64_t *tok,
+                   uint8_t *alive, uint8_t *groups, uint8_t *used, uint8_t *failed) {
+    const int V = vc->V, G = vc->G;
+    uint8_t *keep = malloc(NT > 0 ? NT : 1);
+    for (int r = 0; r < b; r++) {
+        int v = (int)tok[r], tp = vc->ping[v], tz = vc->ze[v];
+        uint8_t *al = alive + (size_t)r * NT, *gr = groups + (size_t)r * G;
+        int any_r = 0, any_o = 0, any = 0;
+        for (int k = 0; k < NT; k++) {
+            const uint8_t *m = marks + 3 * k;
+            keep[k] = al[k] && (m[M_ZHONG] || (m[M_PING] && tp) || (m[M_ZE] && tz));
+            any_r |= keep[k] && rhyme[k];
+            any_o |= keep[k] && !rhyme[k];
+        }
+        int all_r = any_r && !any_o, mixed = any_r && any_o, has = 0;
+        for (int j = vc->cls_ptr[v]; j < vc->cls_ptr[v + 1]; j++) has |= gr[vc->cls_idx[j]];
+        int choose = mixed && has && tp;
+        if (mixed)
+            for (int k = 0; k < NT; k++) keep[k] = keep[k] && (choose ? rhyme[k] : !rhyme[k]);
+        if ((all_r && has) || choose) { /* the row's open classes narrow to this character's */
+            uint8_t *newg = calloc(G, 1);
+            for (int j = vc->cls_ptr[v]; j < vc->cls_ptr[v + 1]; j++) newg[vc->cls_idx[j]] = gr[vc->cls_idx[j]];
+            memcpy(gr, newg, G);
+            free(newg);
+        }
+        if (all_r && !has) failed[r] = 1;
+        for (int k = 0; k < NT; k++) any |= keep[k];
+        if (!any) failed[r] = 1;
+        else memcpy(al, keep, NT);
+        if (vc->content[v]) used[(size_t)r * V + v] = 1;
+    }
+    free(keep);
+}
+
+/* Max-heap of (p, v): larger p first, equal p: smaller v first (a stable descending sort's order). */
+typedef struct { float p; int v; } PV;
+static inline int pv_before(PV a, PV b) { return a.p > b.p || (a.p == b.p && a.v < b.v); }
+static void sift_down(PV *h, int n, int i) {
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && pv_before(h[l], h[m])) m = l;
+        if (r < n && pv_before(h[r], h[m])) m = r;
+        if (m == i) return;
+        PV t = h[i]; h[i] = h[m]; h[m] = t;
+        i = m;
+    }
+}
+
+/* tok[r] ~ softmax(logits[r] / temperature) over mask[r], nucleus top_p, driven by the uniform u[r];
+ * logp[r] = log_softmax(logits[r])[tok] over the whole vocabulary (the model's own likelihood).
+ * Definition (mirrored by core.generate.sample_torch): with top_p < 1, allowed tokens in descending
+ * probability (ties: lower id first) are kept while the mass before them is < top_p; the token is the
+ * first kept one whose running mass exceeds u · kept mass. With top_p >= 1, the same walk in id order. */
+void shiren_sample(int b, int V, const float *logits, const uint8_t *mask, float temperature, float top_p,
+                   const double *u, int64_t *tok, float *logp) {
+    PV *h = malloc(sizeof(PV) * V);
+    float *e = malloc(sizeof(float) * V), *lt = malloc(sizeof(float) * V);
+    for (int r = 0; r < b; r++) {
+        const float *l = logits + (size_t)r * V;
+        const uint8_t *mk = mask + (size_t)r * V;
+        float mx = -INFINITY, amx = -INFINITY;
+        int n = 0, arg = 0;
+        for (int v = 0; v < V; v++) {
+            if (l[v] > amx) amx = l[v];
+            if (mk[v] && l[v] > mx) { mx = l[v]; }
+        }
+        vexp(l, e, V, amx);
+        double lse = 0.0, total = 0.0;
+        for (int v = 0; v < V; v++) lse += e[v];
+        lse = log(lse) + amx;
+        for (int v = 0; v < V; v++) lt[v] = l[v] / temperature;
+        vexp(lt, e, V, mx / temperature);
+        for (int v = 0; v < V; v++) {
+            if (!mk[v]) continue;
+            h[n].p = e[v]; h[n].v = v; n++;
+            total += e[v];
+        }
+        if (n == 0) { /* nothing allowed (cannot happen after shiren_mask): the most likely token */
+            for (int v = 0; v < V; v++) if (l[v] == amx) { arg = v; break; }
+            tok[r] = arg; logp[r] = (float)(l[arg] - lse);
+            continue;
+        }
+        int chosen = h[n - 1].v;
+        if (top_p < 1.0f) {
+            for (int i = n / 2 - 1; i >= 0; i--) sift_down(h, n, i);
+            /* pop the nucleus into h[n-1], h[n-2], ... (heap shrinks from the end) */
+            double before = 0.0, limit = (double)top_p * total;
+            int m = n, k = 0;
+            while (m > 0 && before < limit) {
+                PV top = h[0];
+                h[0] = h[m - 1];
+                m--;
+                sift_down(h, m, 0);
+                h[m] = top; /* kept tokens, in order, at h[n-1], h[n-2], ... */
+                before += top.p;
+                k++;
+            }
+            double target = u[r] * before, acc = 0.0;
+            chosen = h[n - k].v;
+            for (int i = 0; i < k; i++) {
+                acc += h[n - 1 - i].p;
+                if (acc > target) { chosen = h[n - 1 - i].v; break; }
+            }
+        } else {
+            double target = u[r] * total, acc = 0.0;
+            for (int i = 0; i < n; i++) {
+                acc += h[i].p;
+                if (acc > target) { chosen = h[i].v; break; }
+            }
+        }
+        tok[r] = chosen;
+        logp[r] = (float)(l[chosen] - lse);
+    }
+    free(h); free(e); free(lt);
+}

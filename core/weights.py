@@ -1,0 +1,142 @@
+"""Loading a model for generation without transformers or peft: config.json + model.safetensors,
+a LoRA adapter merged by hand, the tokenizer through `tokenizers`. Importing transformers and peft
+costs ~3 s and ~200 MB, most of `shiren write`'s cold start; the decode engine needs neither.
+
+The merge is peft's: W + (lora_alpha / r) · B @ A on every targeted linear (rsLoRA: alpha / sqrt(r)),
+done in float32 (tests/test_weights.py checks it against `PeftModel.merge_and_unload`).
+The HF model is still there when wanted (`LoadedWeights.hf_model()`: the reference path, benchmarks).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from core.fastlm import LlamaShape
+
+_LORA_KEY = re.compile(r"^base_model\.model\.(?P<mod>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight$")
+
+
+class WeightsError(ValueError):
+    """A model or adapter folder that cannot be used."""
+
+
+class CharTokenizer:
+    """The slice of a HF tokenizer's interface Shiren's generation uses, over `tokenizers` alone."""
+
+    def __init__(self, model_dir: Path):
+        from tokenizers import Tokenizer
+
+        self._tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        cfg = json.loads((model_dir / "tokenizer_config.json").read_text("utf-8")) \
+            if (model_dir / "tokenizer_config.json").exists() else {}
+        vocab = self._tok.get_vocab(with_added_tokens=True)
+        self.bos_token_id = vocab.get(cfg.get("bos_token", "<bos>"))
+        self.eos_token_id = vocab.get(cfg.get("eos_token", "<eos>"))
+        self.pad_token_id = vocab.get(cfg.get("pad_token", "<pad>"))
+
+    def __len__(self) -> int:
+        return self._tok.get_vocab_size(with_added_tokens=True)
+
+    def get_vocab(self) -> dict[str, int]:
+        return self._tok.get_vocab(with_added_tokens=True)
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
+        return {"input_ids": self._tok.encode(text, add_special_tokens=add_special_tokens).ids}
+
+    def decode(self, ids, skip_special_tokens: bool = False) -> str:
+        return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens).replace(" ", "")
+
+
+def read_adapter_config(adapter: Path) -> dict:
+    try:
+        cfg = json.loads((adapter / "adapter_config.json").read_text("utf-8"))
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"cannot read {adapter / 'adapter_config.json'}: {e}") from e
+    if cfg.get("peft_type") != "LORA":
+        raise WeightsError(f"{adapter} is a {cfg.get('peft_type')} adapter; Shiren loads LoRA adapters")
+    if cfg.get("use_dora") or cfg.get("fan_in_fan_out") or cfg.get("bias", "none") != "none":
+        raise WeightsError(f"{adapter}: DoRA, fan-in-fan-out and bias-training adapters are not supported")
+    return cfg
+
+
+def merge_lora(state_dict: dict[str, torch.Tensor], adapter: Path) -> None:
+    """Merge the LoRA adapter at `adapter` into `state_dict` (float32, in place)."""
+    from safetensors.torch import load_file
+
+    cfg = read_adapter_config(adapter)
+    r, alpha = int(cfg["r"]), float(cfg["lora_alpha"])
+    rank_pattern, alpha_pattern = cfg.get("rank_pattern") or {}, cfg.get("alpha_pattern") or {}
+    try:
+        lora = load_file(str(adapter / "adapter_model.safetensors"))
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"cannot read {adapter / 'adapter_model.safetensors'}: {e}") from e
+    pairs: dict[str, dict[str, torch.Tensor]] = {}
+    for k, v in lora.items():
+        m = _LORA_KEY.match(k)
+        if not m:
+            raise WeightsError(f"{adapter}: unexpected tensor {k!r} (only LoRA A/B matrices are supported)")
+        pairs.setdefault(m["mod"], {})[m["ab"]] = v
+    if not pairs:
+        raise WeightsError(f"{adapter} holds no LoRA weights")
+    for mod, ab in pairs.items():
+        key = mod + ".weight"
+        if key not in state_dict or set(ab) != {"A", "B"}:
+            raise WeightsError(f"{adapter} does not fit this base model ({mod})")
+        short = mod.rsplit(".", 1)[-1]
+        rr = int(next((v for p, v in rank_pattern.items() if mod.endswith(p)), r))
+        aa = float(next((v for p, v in alpha_pattern.items() if mod.endswith(p)), alpha))
+        scale = aa / (rr ** 0.5) if cfg.get("use_rslora") else aa / rr
+        w = state_dict[key]
+        delta = ab["B"].float() @ ab["A"].float()  # (out, r) @ (r, in)
+        if delta.shape != w.shape:
+            raise WeightsError(f"{adapter} does not fit this base model ({short}: {tuple(delta.shape)} vs {tuple(w.shape)})")
+        state_dict[key] = w.float() + scale * delta
+
+
+@dataclass
+class LoadedWeights:
+    """A Llama model's config and (LoRA-merged, float32) weights, plus where they came from."""
+
+    config: dict
+    state_dict: dict[str, torch.Tensor]
+    saved_dtype: torch.dtype
+
+    @property
+    def shape(self) -> LlamaShape:
+        return LlamaShape.from_config(self.config)
+
+    def hf_model(self):
+        """The same weights as a transformers `LlamaForCausalLM` (imports transformers: ~3 s)."""
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        cfg = {k: v for k, v in self.config.items() if k not in ("architectures", "dtype", "torch_dtype",
+                                                                 "transformers_version")}
+        model = LlamaForCausalLM(LlamaConfig(**cfg)).float()
+        missing, unexpected = model.load_state_dict(self.state_dict, strict=False)
+        if unexpected or [k for k in missing if k != "lm_head.weight"]:
+            raise WeightsError(f"weights do not fit the config: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        if "lm_head.weight" in missing:
+            model.tie_weights()
+        return model.eval()
+
+
+def load_llama(model_dir: Path, adapter: Path | None = None) -> LoadedWeights:
+    """config.json + model.safetensors (+ a LoRA adapter merged in) from `model_dir`."""
+    from safetensors.torch import load_file
+
+    try:
+        config = json.loads((model_dir / "config.json").read_text("utf-8"))
+        LlamaShape.from_config(config)
+        sd = load_file(str(model_dir / "model.safetensors"))
+    except (OSError, ValueError, KeyError) as e:
+        raise WeightsError(f"cannot load the model at {model_dir}: {e}") from e
+    saved = next(iter(sd.values())).dtype
+    sd = {k: v.float() for k, v in sd.items()}
+    if adapter is not None:
+        merge_lora(sd, adapter)
+    return LoadedWeights(config, sd, saved)
