@@ -93,11 +93,11 @@ def load_kernel() -> ctypes.CDLL | None:
         lib.shiren_logits.restype = None
         lib.shiren_logits.argtypes = [ctypes.POINTER(_Dims), ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
                                       ctypes.c_void_p]
-        P, I, U8, F = ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_float
+        P, INT, U8, F = ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_float
         lib.shiren_mask.restype = lib.shiren_update.restype = lib.shiren_sample.restype = None
-        lib.shiren_mask.argtypes = [P, I, I, U8, U8, U8, U8, U8, U8, P, I, U8]
-        lib.shiren_update.argtypes = [P, I, I, U8, U8, P, U8, U8, U8, U8]
-        lib.shiren_sample.argtypes = [I, I, P, U8, F, F, P, P, P]
+        lib.shiren_mask.argtypes = [P, INT, INT, U8, U8, U8, U8, U8, U8, P, INT, U8]
+        lib.shiren_update.argtypes = [P, INT, INT, U8, U8, P, U8, U8, U8, U8]
+        lib.shiren_sample.argtypes = [INT, INT, P, U8, F, F, P, P, P]
         _lib = lib
         return lib
 
