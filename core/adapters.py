@@ -39,11 +39,11 @@ def resolve_adapter(explicit: Path | None = None, database_url: str | None = Non
     if explicit is not None:
         return Path(explicit)
     try:
-        from db.store import Store
-
         url = database_url
         db_file = paths.data_home() / "shiren.db"
-        if url is not None or db_file.exists():
+        if url is not None or db_file.exists():  # no database, no need to import one (~0.7 s)
+            from db.store import Store
+
             with Store(url, upgrade=False) as store:
                 rec = store.active_adapter()
             if rec is not None and is_adapter(Path(rec.path)):

@@ -26,7 +26,7 @@ import torch
 
 from core.fastlm import LlamaShape
 
-CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fPIC", "-shared", "-std=c11"]
+CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fopenmp", "-fPIC", "-shared", "-std=c11"]
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _tried = False
@@ -104,7 +104,8 @@ def load_kernel() -> ctypes.CDLL | None:
 
 class _Vocab(ctypes.Structure):
     _fields_ = [("V", ctypes.c_int), ("G", ctypes.c_int), ("content", ctypes.c_void_p), ("ping", ctypes.c_void_p),
-                ("ze", ctypes.c_void_p), ("cls_ptr", ctypes.c_void_p), ("cls_idx", ctypes.c_void_p)]
+                ("ze", ctypes.c_void_p), ("cls_ptr", ctypes.c_void_p), ("cls_idx", ctypes.c_void_p),
+                ("grp_ptr", ctypes.c_void_p), ("grp_idx", ctypes.c_void_p)]
 
 
 def _ptr(t: torch.Tensor) -> int:
@@ -120,11 +121,13 @@ class CConstraints:
                  class_matrix: torch.Tensor):
         self.lib = lib
         V = content.shape[0]
-        cm = class_matrix.bool().t().contiguous()  # (V, G)
-        counts = cm.sum(1).to(torch.int32)
+        def csr(m: torch.Tensor) -> list[torch.Tensor]:  # (n, k) bool → row pointers, column indices
+            ptr = torch.cat([torch.zeros(1, dtype=torch.long), m.sum(1).cumsum(0)]).to(torch.int32)
+            return [ptr.contiguous(), m.nonzero()[:, 1].to(torch.int32).contiguous()]
+
+        cm = class_matrix.bool()  # (G, V)
         self._keep = [content.bool().contiguous(), ping.bool().contiguous(), ze.bool().contiguous(),
-                      torch.cat([torch.zeros(1, dtype=torch.int32), counts.cumsum(0).to(torch.int32)]),
-                      cm.nonzero()[:, 1].to(torch.int32).contiguous()]
+                      *csr(cm.t()), *csr(cm)]
         self._vocab = _Vocab(V, class_matrix.shape[0], *[t.data_ptr() for t in self._keep])
 
     def mask(self, marks: torch.Tensor, rhyme: torch.Tensor, alive: torch.Tensor, groups: torch.Tensor,

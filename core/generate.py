@@ -144,23 +144,21 @@ def update_row(vi: VocabIndex, kind: str, slot, st: RowState, tok_id: int) -> No
 def sample_torch(logits: torch.Tensor, mask: torch.Tensor, temperature: float, top_p: float,
                  u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The sampling rule of core/kernels/decode.c (`shiren_sample`) in torch, for machines without a C
-    compiler: allowed tokens by descending probability (ties: lower id first) are kept while the mass
-    before them is < top_p; the token is the first kept one whose running mass exceeds u · kept mass
-    (top_p >= 1: the same walk in id order). Returns (tokens, log_softmax(logits)[tokens])."""
-    x = ((logits - logits.masked_fill(~mask, -math.inf).amax(-1, keepdim=True)) / temperature)
+    compiler. Kept set (the nucleus): allowed tokens by descending probability (ties: lower id first)
+    while the mass before them is < top_p; all allowed ones when top_p >= 1. The token is the first kept
+    one, in id order, where the running kept mass exceeds u · (kept mass). Returns (tokens,
+    log_softmax(logits)[tokens]) over the whole vocabulary."""
+    x = (logits - logits.masked_fill(~mask, -math.inf).amax(-1, keepdim=True)) / temperature
     p = torch.exp(x.masked_fill(~mask, -math.inf)).double()  # (B, V), zero where not allowed
     if top_p < 1.0:
         sp, idx = p.sort(dim=-1, descending=True, stable=True)
         before = sp.cumsum(-1) - sp
-        sp = sp * (before < top_p * sp.sum(-1, keepdim=True))
-    else:
-        sp, idx = p, torch.arange(p.shape[-1]).expand_as(p)
-    cum = sp.cumsum(-1)  # (B, V)
-    target = u.double()[:, None] * cum[:, -1:]
-    over = cum > target
-    last_kept = (sp > 0).double().cumsum(-1).argmax(-1)  # where rounding leaves no token over the target
-    pick = torch.where(over.any(-1), over.double().argmax(-1), last_kept)
-    tok = idx.gather(1, pick[:, None]).squeeze(1)
+        keep = (before < top_p * sp.sum(-1, keepdim=True)) & (sp > 0)
+        p = p * torch.zeros_like(keep).scatter(-1, idx, keep)
+    cum = p.cumsum(-1)  # (B, V) in id order
+    over = cum > u.double()[:, None] * cum[:, -1:]
+    last_kept = (p > 0).double().cumsum(-1).argmax(-1)  # where rounding leaves no token over the target
+    tok = torch.where(over.any(-1), over.double().argmax(-1), last_kept)
     logp = torch.log_softmax(logits.double(), -1).gather(1, tok[:, None]).squeeze(1).float()
     return tok, logp
 

@@ -20,6 +20,10 @@
 #include <immintrin.h>
 #endif
 
+#ifndef PAR_MIN_WORK
+#define PAR_MIN_WORK 100000L /* multiply-adds below which a second thread costs more than it saves */
+#endif
+
 typedef struct {
     int n_layer, n_head, n_kv, hd, d, ff, vocab, max_rows, max_len, wbf16;
     float eps;
@@ -114,6 +118,7 @@ static inline void block4(const float *xr, int nb, int in, const void *W, int wb
 }
 
 static void matmul(const float *x, int N, int in, const void *W, int wbf16, int out, float *y, int acc) {
+#pragma omp parallel for schedule(static) if ((long)N * in * out >= PAR_MIN_WORK)
     for (int o = 0; o < out; o += 32) {
         int r0 = out - o >= 16 ? 16 : out - o, r1 = out - o - 16 >= 16 ? 16 : (out - o - 16 > 0 ? out - o - 16 : 0);
         __mmask16 m0 = (__mmask16)(r0 == 16 ? 0xFFFF : (1u << r0) - 1), m1 = (__mmask16)(r1 == 16 ? 0xFFFF : (1u << r1) - 1);
@@ -256,6 +261,7 @@ typedef struct {
     int V, G;
     const uint8_t *content, *ping, *ze; /* (V) */
     const int32_t *cls_ptr, *cls_idx;   /* CSR: the rhyme classes of token v are cls_idx[cls_ptr[v] .. cls_ptr[v+1]) */
+    const int32_t *grp_ptr, *grp_idx;   /* CSR: the tokens of class g are grp_idx[grp_ptr[g] .. grp_ptr[g+1]) */
 } Vocab;
 
 enum { M_PING, M_ZE, M_ZHONG };
@@ -273,59 +279,66 @@ static int tones_of(int NT, const uint8_t *marks, const uint8_t *sel) {
     return t;
 }
 
-static inline int tone_ok(const Vocab *vc, int tones, int v) {
-    return ((tones & 1) && vc->ping[v]) || ((tones & 2) && vc->ze[v]);
-}
-
-static inline int in_groups(const Vocab *vc, const uint8_t *groups, int v) {
-    for (int j = vc->cls_ptr[v]; j < vc->cls_ptr[v + 1]; j++)
-        if (groups[vc->cls_idx[j]]) return 1;
-    return 0;
-}
-
 /* mask (b, V): the characters each row may put in this slot. A row with no legal unused character
  * gets its used set reset to the fixed characters; with no legal one at all it is marked failed and
- * may take any content character (the poem is dropped later). */
+ * may take any content character (the poem is dropped later). Branch-free byte loops (vectorised). */
 void shiren_mask(const Vocab *vc, int b, int NT, const uint8_t *marks, const uint8_t *rhyme, const uint8_t *alive,
                  const uint8_t *groups, uint8_t *used, uint8_t *failed, const int64_t *fixed, int n_fixed,
                  uint8_t *mask) {
     const int V = vc->V;
-    uint8_t *sel = malloc(NT > 0 ? NT : 1);
-    for (int r = 0; r < b; r++) {
-        const uint8_t *al = alive + (size_t)r * NT, *gr = groups + (size_t)r * vc->G;
-        uint8_t *us = used + (size_t)r * V, *mk = mask + (size_t)r * V;
-        int any_r = 0, any_o = 0;
-        for (int k = 0; k < NT; k++) { any_r |= al[k] && rhyme[k]; any_o |= al[k] && !rhyme[k]; }
-        int t_all = tones_of(NT, marks, al), t_r = 0, t_o = 0;
-        if (any_r) {
-            for (int k = 0; k < NT; k++) sel[k] = al[k] && rhyme[k];
-            t_r = tones_of(NT, marks, sel);
-            for (int k = 0; k < NT; k++) sel[k] = al[k] && !rhyme[k];
-            t_o = any_o ? tones_of(NT, marks, sel) : 0;
-        }
-        int n = 0;
-        for (int pass = 0; pass < 2; pass++) {
-            n = 0;
-            for (int v = 0; v < V; v++) {
-                int ok = vc->content[v] && !us[v];
-                if (ok) {
-                    if (!any_r) ok = tone_ok(vc, t_all, v);
-                    else ok = (tone_ok(vc, t_r, v) && in_groups(vc, gr, v)) || tone_ok(vc, t_o, v);
-                }
-                mk[v] = (uint8_t)ok;
-                n += ok;
+    if (V <= 0) return;
+#pragma omp parallel if (b >= 8)
+    {
+        uint8_t *sel = malloc(NT > 0 ? NT : 1), *ing = malloc(V);
+#pragma omp for schedule(static)
+        for (int r = 0; r < b; r++) {
+            const uint8_t *al = alive + (size_t)r * NT, *gr = groups + (size_t)r * vc->G;
+            uint8_t *us = used + (size_t)r * V, *mk = mask + (size_t)r * V;
+            int any_r = 0, any_o = 0;
+            for (int k = 0; k < NT; k++) { any_r |= al[k] && rhyme[k]; any_o |= al[k] && !rhyme[k]; }
+            int t_all = tones_of(NT, marks, al), t_r = 0, t_o = 0;
+            if (any_r) {
+                for (int k = 0; k < NT; k++) sel[k] = al[k] && rhyme[k];
+                t_r = tones_of(NT, marks, sel);
+                for (int k = 0; k < NT; k++) sel[k] = al[k] && !rhyme[k];
+                t_o = any_o ? tones_of(NT, marks, sel) : 0;
+                memset(ing, 0, (size_t)V); /* characters of the row's still-open rhyme classes */
+                for (int g = 0; g < vc->G; g++)
+                    if (gr[g])
+                        for (int j = vc->grp_ptr[g]; j < vc->grp_ptr[g + 1]; j++) ing[vc->grp_idx[j]] = 1;
             }
-            if (n || pass) break;
-            memset(us, 0, (size_t)V); /* dead end: allow a repeated character (never a fixed one) */
-            for (int i = 0; i < n_fixed; i++)
-                if (vc->content[fixed[i]]) us[fixed[i]] = 1;
+            const uint8_t pa = t_all & 1, za = (t_all >> 1) & 1, pr = t_r & 1, zr = (t_r >> 1) & 1;
+            const uint8_t po = t_o & 1, zo = (t_o >> 1) & 1;
+            const uint8_t *cn = vc->content, *pg = vc->ping, *ze = vc->ze;
+            int n = 0;
+            for (int pass = 0; pass < 2; pass++) {
+                n = 0;
+                if (!any_r) {
+                    for (int v = 0; v < V; v++) {
+                        uint8_t ok = cn[v] & (us[v] ^ 1) & ((pa & pg[v]) | (za & ze[v]));
+                        mk[v] = ok;
+                        n += ok;
+                    }
+                } else {
+                    for (int v = 0; v < V; v++) {
+                        uint8_t ok = cn[v] & (us[v] ^ 1) &
+                                     ((((pr & pg[v]) | (zr & ze[v])) & ing[v]) | (po & pg[v]) | (zo & ze[v]));
+                        mk[v] = ok;
+                        n += ok;
+                    }
+                }
+                if (n || pass) break;
+                memset(us, 0, (size_t)V); /* dead end: allow a repeated character (never a fixed one) */
+                for (int i = 0; i < n_fixed; i++)
+                    if (vc->content[fixed[i]]) us[fixed[i]] = 1;
+            }
+            if (!n) {
+                failed[r] = 1;
+                memcpy(mk, vc->content, (size_t)V);
+            }
         }
-        if (!n) {
-            failed[r] = 1;
-            for (int v = 0; v < V; v++) mk[v] = vc->content[v];
-        }
+        free(sel); free(ing);
     }
-    free(sel);
 }
 
 /* Narrow each row's templates and rhyme classes after tok[r] went into this slot. */
@@ -363,84 +376,102 @@ void shiren_update(const Vocab *vc, int b, int NT, const uint8_t *marks, const u
     free(keep);
 }
 
-/* Max-heap of (p, v): larger p first, equal p: smaller v first (a stable descending sort's order). */
-typedef struct { float p; int v; } PV;
-static inline int pv_before(PV a, PV b) { return a.p > b.p || (a.p == b.p && a.v < b.v); }
-static void sift_down(PV *h, int n, int i) {
-    for (;;) {
-        int l = 2 * i + 1, r = l + 1, m = i;
-        if (l < n && pv_before(h[l], h[m])) m = l;
-        if (r < n && pv_before(h[r], h[m])) m = r;
-        if (m == i) return;
-        PV t = h[i]; h[i] = h[m]; h[m] = t;
-        i = m;
+/* The nucleus: among allowed values p[0..n) (all > 0) taken in descending order (ties: lower token id
+ * first) while the mass before them is < limit, the smallest kept value tau and how many of the tokens
+ * equal to tau are kept (the lowest-id ones). A three-way quickselect on mass: expected O(n), no sort. */
+static float nucleus_threshold(float *buf, int n, double limit, int *tie_keep) {
+    double above = 0.0; /* mass of the values above buf[lo..hi) */
+    int lo = 0, hi = n;
+    while (hi - lo > 0) {
+        float a = buf[lo], b = buf[lo + (hi - lo) / 2], c = buf[hi - 1];
+        float piv = fmaxf(fminf(a, b), fminf(fmaxf(a, b), c));
+        int lt = lo, i = lo, gt = hi;
+        double mg = 0.0, me = 0.0;
+        while (i < gt) {
+            float x = buf[i];
+            if (x > piv) { buf[i] = buf[lt]; buf[lt] = x; mg += x; lt++; i++; }
+            else if (x < piv) { gt--; buf[i] = buf[gt]; buf[gt] = x; }
+            else { me += x; i++; }
+        }
+        if (above + mg >= limit && lt > lo) { hi = lt; continue; }  /* the boundary is above piv */
+        if (above + mg + me >= limit || gt == hi) {                  /* ... at piv: keep ties while below */
+            int k = 0;
+            while (k < gt - lt && above + mg + (double)k * piv < limit) k++;
+            *tie_keep = k > 0 ? k : 1;
+            return piv;
+        }
+        above += mg + me;
+        lo = gt;
     }
+    *tie_keep = 1;
+    return buf[n - 1];
 }
 
 /* tok[r] ~ softmax(logits[r] / temperature) over mask[r], nucleus top_p, driven by the uniform u[r];
  * logp[r] = log_softmax(logits[r])[tok] over the whole vocabulary (the model's own likelihood).
- * Definition (mirrored by core.generate.sample_torch): with top_p < 1, allowed tokens in descending
- * probability (ties: lower id first) are kept while the mass before them is < top_p; the token is the
- * first kept one whose running mass exceeds u · kept mass. With top_p >= 1, the same walk in id order. */
+ * Definition (mirrored by core.generate.sample_torch): the kept set is the nucleus above (all allowed
+ * tokens when top_p >= 1); the token is the first kept one, in id order, at which the running kept mass
+ * exceeds u · (kept mass). */
 void shiren_sample(int b, int V, const float *logits, const uint8_t *mask, float temperature, float top_p,
                    const double *u, int64_t *tok, float *logp) {
-    PV *h = malloc(sizeof(PV) * V);
-    float *e = malloc(sizeof(float) * V), *lt = malloc(sizeof(float) * V);
-    for (int r = 0; r < b; r++) {
-        const float *l = logits + (size_t)r * V;
-        const uint8_t *mk = mask + (size_t)r * V;
-        float mx = -INFINITY, amx = -INFINITY;
-        int n = 0, arg = 0;
-        for (int v = 0; v < V; v++) {
-            if (l[v] > amx) amx = l[v];
-            if (mk[v] && l[v] > mx) { mx = l[v]; }
-        }
-        vexp(l, e, V, amx);
-        double lse = 0.0, total = 0.0;
-        for (int v = 0; v < V; v++) lse += e[v];
-        lse = log(lse) + amx;
-        for (int v = 0; v < V; v++) lt[v] = l[v] / temperature;
-        vexp(lt, e, V, mx / temperature);
-        for (int v = 0; v < V; v++) {
-            if (!mk[v]) continue;
-            h[n].p = e[v]; h[n].v = v; n++;
-            total += e[v];
-        }
-        if (n == 0) { /* nothing allowed (cannot happen after shiren_mask): the most likely token */
-            for (int v = 0; v < V; v++) if (l[v] == amx) { arg = v; break; }
-            tok[r] = arg; logp[r] = (float)(l[arg] - lse);
-            continue;
-        }
-        int chosen = h[n - 1].v;
-        if (top_p < 1.0f) {
-            for (int i = n / 2 - 1; i >= 0; i--) sift_down(h, n, i);
-            /* pop the nucleus into h[n-1], h[n-2], ... (heap shrinks from the end) */
-            double before = 0.0, limit = (double)top_p * total;
-            int m = n, k = 0;
-            while (m > 0 && before < limit) {
-                PV top = h[0];
-                h[0] = h[m - 1];
-                m--;
-                sift_down(h, m, 0);
-                h[m] = top; /* kept tokens, in order, at h[n-1], h[n-2], ... */
-                before += top.p;
-                k++;
+#pragma omp parallel if (b >= 8)
+    {
+        float *e = malloc(sizeof(float) * V), *lt = malloc(sizeof(float) * V), *buf = malloc(sizeof(float) * V);
+#pragma omp for schedule(static)
+        for (int r = 0; r < b; r++) {
+            const float *l = logits + (size_t)r * V;
+            const uint8_t *mk = mask + (size_t)r * V;
+            float amx = -INFINITY, mx = -INFINITY;
+            for (int v = 0; v < V; v++) amx = l[v] > amx ? l[v] : amx;
+            for (int v = 0; v < V; v++) mx = (mk[v] && l[v] > mx) ? l[v] : mx;
+            vexp(l, e, V, amx);
+            float se = 0.f;
+            for (int v = 0; v < V; v++) se += e[v];
+            double lse = log((double)se) + amx;
+            if (mx == -INFINITY) { /* nothing allowed (cannot happen after shiren_mask): the most likely token */
+                int arg = 0;
+                for (int v = 0; v < V; v++) if (l[v] == amx) { arg = v; break; }
+                tok[r] = arg; logp[r] = (float)(l[arg] - lse);
+                continue;
             }
-            double target = u[r] * before, acc = 0.0;
-            chosen = h[n - k].v;
-            for (int i = 0; i < k; i++) {
-                acc += h[n - 1 - i].p;
-                if (acc > target) { chosen = h[n - 1 - i].v; break; }
+            float it = 1.0f / temperature;
+            for (int v = 0; v < V; v++) lt[v] = l[v] * it;
+            vexp(lt, e, V, mx * it);
+            int n_allowed = 0;
+            double total = 0.0;
+            for (int v = 0; v < V; v++) e[v] = mk[v] ? e[v] : 0.f;
+            for (int v = 0; v < V; v++) { total += e[v]; n_allowed += mk[v] != 0; }
+            float tau = 0.f;
+            int ties = V;
+            if (top_p < 1.0f) {
+                /* Tokens at or below eps cannot be in the nucleus: together they hold less than the
+                 * (1 - top_p) tail, so the mass above them already passes top_p. Only the rest is searched. */
+                double eps = (1.0 - (double)top_p) * total / n_allowed;
+                int n = 0;
+                for (int v = 0; v < V; v++)
+                    if (e[v] > eps) buf[n++] = e[v];
+                tau = nucleus_threshold(buf, n, (double)top_p * total, &ties);
             }
-        } else {
-            double target = u[r] * total, acc = 0.0;
-            for (int i = 0; i < n; i++) {
-                acc += h[i].p;
-                if (acc > target) { chosen = h[i].v; break; }
+            double kept = 0.0;
+            int seen = 0;
+            for (int v = 0; v < V; v++) {
+                float p = e[v];
+                int keep = p > tau || (p == tau && p > 0.f && seen++ < ties);
+                e[v] = keep ? p : 0.f;
+                kept += e[v];
             }
+            double target = u[r] * kept, acc = 0.0;
+            int chosen = -1, last = 0;
+            for (int v = 0; v < V; v++) {
+                if (e[v] <= 0.f) continue;
+                last = v;
+                acc += e[v];
+                if (acc > target) { chosen = v; break; }
+            }
+            if (chosen < 0) chosen = last;
+            tok[r] = chosen;
+            logp[r] = (float)(l[chosen] - lse);
         }
-        tok[r] = chosen;
-        logp[r] = (float)(l[chosen] - lse);
+        free(e); free(lt); free(buf);
     }
-    free(h); free(e); free(lt);
 }
