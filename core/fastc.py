@@ -93,7 +93,7 @@ def load_kernel() -> ctypes.CDLL | None:
         lib.shiren_logits.restype = None
         lib.shiren_logits.argtypes = [ctypes.POINTER(_Dims), ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
                                       ctypes.c_void_p]
-        P, INT, U8, F = ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_float
+        P, INT, U8, F = ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_double
         lib.shiren_mask.restype = lib.shiren_update.restype = lib.shiren_sample.restype = None
         lib.shiren_mask.argtypes = [P, INT, INT, U8, U8, U8, U8, U8, U8, P, INT, U8]
         lib.shiren_update.argtypes = [P, INT, INT, U8, U8, P, U8, U8, U8, U8]
@@ -215,10 +215,15 @@ class CFastLlama:
     def hidden(self, tokens: torch.Tensor, rows: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
         """Final-norm hidden state (B, d) at the last position; see FastLlama.hidden."""
         B, T = tokens.shape
-        if int(start.max()) + T > self.max_len:
-            raise ValueError(f"sequence longer than the model's {self.max_len} positions")
+        if T < 1 or B < 1 or rows.shape != (B,) or start.shape != (B,):
+            raise ValueError(f"tokens (B, T) with T >= 1 and rows, start of shape (B,); got {tuple(tokens.shape)}, "
+                             f"{tuple(rows.shape)}, {tuple(start.shape)}")
+        if int(start.min()) < 0 or int(start.max()) + T > self.max_len:
+            raise ValueError(f"sequence longer than the model's {self.max_len} positions (or a negative start)")
         if int(rows.min()) < 0 or int(rows.max()) >= self.max_rows:
             raise ValueError("cache row out of range")
+        if int(tokens.min()) < 0 or int(tokens.max()) >= self.vocab_size:
+            raise ValueError(f"token id out of range (vocabulary of {self.vocab_size})")
         tokens = tokens.to(torch.int64).contiguous()
         rows, start = rows.to(torch.int64).contiguous(), start.to(torch.int64).contiguous()
         out = torch.empty((B, self.d), dtype=torch.float32)

@@ -64,16 +64,24 @@ def read_adapter_config(adapter: Path) -> dict:
     return cfg
 
 
+def _pattern_value(pattern: dict, module: str, default):
+    """peft's rank_pattern / alpha_pattern lookup: the first key that matches as a regex on a dotted suffix."""
+    for key, value in pattern.items():
+        if re.match(rf"(.*\.)?({key})$", module):
+            return value
+    return default
+
+
 def merge_lora(state_dict: dict[str, torch.Tensor], adapter: Path) -> None:
     """Merge the LoRA adapter at `adapter` into `state_dict` (float32, in place)."""
     from safetensors.torch import load_file
 
     cfg = read_adapter_config(adapter)
-    r, alpha = int(cfg["r"]), float(cfg["lora_alpha"])
+    r, alpha = int(cfg.get("r", 8)), float(cfg.get("lora_alpha", 8))  # peft's LoraConfig defaults
     rank_pattern, alpha_pattern = cfg.get("rank_pattern") or {}, cfg.get("alpha_pattern") or {}
     try:
         lora = load_file(str(adapter / "adapter_model.safetensors"))
-    except (OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError on a corrupt file
         raise WeightsError(f"cannot read {adapter / 'adapter_model.safetensors'}: {e}") from e
     pairs: dict[str, dict[str, torch.Tensor]] = {}
     for k, v in lora.items():
@@ -88,8 +96,8 @@ def merge_lora(state_dict: dict[str, torch.Tensor], adapter: Path) -> None:
         if key not in state_dict or set(ab) != {"A", "B"}:
             raise WeightsError(f"{adapter} does not fit this base model ({mod})")
         short = mod.rsplit(".", 1)[-1]
-        rr = int(next((v for p, v in rank_pattern.items() if mod.endswith(p)), r))
-        aa = float(next((v for p, v in alpha_pattern.items() if mod.endswith(p)), alpha))
+        rr = int(_pattern_value(rank_pattern, mod, r))
+        aa = float(_pattern_value(alpha_pattern, mod, alpha))
         scale = aa / (rr ** 0.5) if cfg.get("use_rslora") else aa / rr
         w = state_dict[key]
         delta = ab["B"].float() @ ab["A"].float()  # (out, r) @ (r, in)
@@ -133,7 +141,7 @@ def load_llama(model_dir: Path, adapter: Path | None = None) -> LoadedWeights:
         config = json.loads((model_dir / "config.json").read_text("utf-8"))
         LlamaShape.from_config(config)
         sd = load_file(str(model_dir / "model.safetensors"))
-    except (OSError, ValueError, KeyError) as e:
+    except Exception as e:  # noqa: BLE001 - OSError, bad JSON, SafetensorError, missing keys: all one message
         raise WeightsError(f"cannot load the model at {model_dir}: {e}") from e
     saved = next(iter(sd.values())).dtype
     sd = {k: v.float() for k, v in sd.items()}

@@ -23,6 +23,9 @@
 #ifndef PAR_MIN_WORK
 #define PAR_MIN_WORK 100000L /* multiply-adds below which a second thread costs more than it saves */
 #endif
+#ifndef PAR_MIN_ROWS
+#define PAR_MIN_ROWS 8 /* tokens below which the per-token loops stay on one thread */
+#endif
 
 typedef struct {
     int n_layer, n_head, n_kv, hd, d, ff, vocab, max_rows, max_len, wbf16;
@@ -181,9 +184,8 @@ int shiren_hidden(const Dims *D, void *const *P, int B, int T, const int64_t *to
     float *x = malloc(sizeof(float) * N * d), *xn = malloc(sizeof(float) * N * d);
     float *qkv = malloc(sizeof(float) * N * qkv_w), *att = malloc(sizeof(float) * N * H * hd);
     float *gu = malloc(sizeof(float) * N * 2 * ff), *act = malloc(sizeof(float) * N * ff);
-    float *sc = malloc(sizeof(float) * D->max_len);
-    if (!x || !xn || !qkv || !att || !gu || !act || !sc) {
-        free(x); free(xn); free(qkv); free(att); free(gu); free(act); free(sc);
+    if (!x || !xn || !qkv || !att || !gu || !act) {
+        free(x); free(xn); free(qkv); free(att); free(gu); free(act);
         return -1;
     }
     const float *cosT = P[P_COS], *sinT = P[P_SIN];
@@ -193,23 +195,26 @@ int shiren_hidden(const Dims *D, void *const *P, int B, int T, const int64_t *to
     for (int l = 0; l < D->n_layer; l++) {
         void *const *LP = P + P_LAYER0 + l * L_N;
         float *kvl = kv + l * layer_stride;
+#pragma omp parallel for schedule(static) if (N >= PAR_MIN_ROWS)
         for (int n = 0; n < N; n++) rmsnorm(x + (size_t)n * d, LP[L_LN1], d, D->eps, xn + (size_t)n * d);
         matmul(xn, N, d, LP[L_QKV], D->wbf16, qkv_w, qkv, 0);
         /* RoPE on q and k, then K and V into the cache at each token's position. */
-        for (int b = 0; b < B; b++) {
-            for (int t = 0; t < T; t++) {
-                int n = b * T + t, pos = (int)start[b] + t;
-                float *q = qkv + (size_t)n * qkv_w;
-                const float *cs = cosT + (size_t)pos * (hd / 2), *sn = sinT + (size_t)pos * (hd / 2);
-                for (int h = 0; h < H + Hkv; h++) rope(q + h * hd, cs, sn, hd);
-                memcpy(kvl + rows[b] * row_stride + (size_t)pos * kvw, q + H * hd, sizeof(float) * kvw);
-            }
+#pragma omp parallel for schedule(static) if (N >= PAR_MIN_ROWS)
+        for (int n = 0; n < N; n++) {
+            int b = n / T, pos = (int)start[b] + n % T;
+            float *q = qkv + (size_t)n * qkv_w;
+            const float *cs = cosT + (size_t)pos * (hd / 2), *sn = sinT + (size_t)pos * (hd / 2);
+            for (int h = 0; h < H + Hkv; h++) rope(q + h * hd, cs, sn, hd);
+            memcpy(kvl + rows[b] * row_stride + (size_t)pos * kvw, q + H * hd, sizeof(float) * kvw);
         }
         /* Attention: token (b, t) sees its row's keys at positions 0 .. start[b]+t. */
-        for (int b = 0; b < B; b++) {
-            const float *cache = kvl + rows[b] * row_stride;
-            for (int t = 0; t < T; t++) {
-                int n = b * T + t, L = (int)start[b] + t + 1;
+#pragma omp parallel if (N >= PAR_MIN_ROWS)
+        {
+            float *sc = malloc(sizeof(float) * D->max_len);
+#pragma omp for schedule(static)
+            for (int n = 0; n < N; n++) {
+                int b = n / T, L = (int)start[b] + n % T + 1;
+                const float *cache = kvl + rows[b] * row_stride;
                 for (int h = 0; h < H; h++) {
                     const float *q = qkv + (size_t)n * qkv_w + h * hd;
                     int kh = h / rep;
@@ -219,7 +224,7 @@ int shiren_hidden(const Dims *D, void *const *P, int B, int T, const int64_t *to
                         float s = 0.f;
                         for (int i = 0; i < hd; i++) s += q[i] * k[i];
                         sc[j] = s * scale;
-                        if (sc[j] > mx) mx = sc[j];
+                        mx = sc[j] > mx ? sc[j] : mx;
                     }
                     for (int j = 0; j < L; j++) { sc[j] = expf(sc[j] - mx); sum += sc[j]; }
                     float *o = att + (size_t)n * H * hd + h * hd;
@@ -231,10 +236,13 @@ int shiren_hidden(const Dims *D, void *const *P, int B, int T, const int64_t *to
                     }
                 }
             }
+            free(sc);
         }
         matmul(att, N, H * hd, LP[L_WO], D->wbf16, d, x, 1);
+#pragma omp parallel for schedule(static) if (N >= PAR_MIN_ROWS)
         for (int n = 0; n < N; n++) rmsnorm(x + (size_t)n * d, LP[L_LN2], d, D->eps, xn + (size_t)n * d);
         matmul(xn, N, d, LP[L_GU], D->wbf16, 2 * ff, gu, 0);
+#pragma omp parallel for schedule(static) if (N >= PAR_MIN_ROWS)
         for (int n = 0; n < N; n++) {
             const float *g = gu + (size_t)n * 2 * ff, *u = g + ff;
             float *a = act + (size_t)n * ff;
@@ -245,7 +253,7 @@ int shiren_hidden(const Dims *D, void *const *P, int B, int T, const int64_t *to
         matmul(act, N, ff, LP[L_DOWN], D->wbf16, d, x, 1);
     }
     for (int b = 0; b < B; b++) rmsnorm(x + (size_t)(b * T + T - 1) * d, P[P_NORM], d, D->eps, hidden + (size_t)b * d);
-    free(x); free(xn); free(qkv); free(att); free(gu); free(act); free(sc);
+    free(x); free(xn); free(qkv); free(att); free(gu); free(act);
     return 0;
 }
 
@@ -412,7 +420,7 @@ static float nucleus_threshold(float *buf, int n, double limit, int *tie_keep) {
  * Definition (mirrored by core.generate.sample_torch): the kept set is the nucleus above (all allowed
  * tokens when top_p >= 1); the token is the first kept one, in id order, at which the running kept mass
  * exceeds u · (kept mass). */
-void shiren_sample(int b, int V, const float *logits, const uint8_t *mask, float temperature, float top_p,
+void shiren_sample(int b, int V, const float *logits, const uint8_t *mask, double temperature, double top_p,
                    const double *u, int64_t *tok, float *logp) {
 #pragma omp parallel if (b >= 8)
     {
@@ -434,7 +442,7 @@ void shiren_sample(int b, int V, const float *logits, const uint8_t *mask, float
                 tok[r] = arg; logp[r] = (float)(l[arg] - lse);
                 continue;
             }
-            float it = 1.0f / temperature;
+            float it = (float)(1.0 / temperature);
             for (int v = 0; v < V; v++) lt[v] = l[v] * it;
             vexp(lt, e, V, mx * it);
             int n_allowed = 0;
@@ -443,14 +451,14 @@ void shiren_sample(int b, int V, const float *logits, const uint8_t *mask, float
             for (int v = 0; v < V; v++) { total += e[v]; n_allowed += mk[v] != 0; }
             float tau = 0.f;
             int ties = V;
-            if (top_p < 1.0f) {
+            if (top_p < 1.0) {
                 /* Tokens at or below eps cannot be in the nucleus: together they hold less than the
                  * (1 - top_p) tail, so the mass above them already passes top_p. Only the rest is searched. */
-                double eps = (1.0 - (double)top_p) * total / n_allowed;
+                double eps = (1.0 - top_p) * total / n_allowed;
                 int n = 0;
                 for (int v = 0; v < V; v++)
                     if (e[v] > eps) buf[n++] = e[v];
-                tau = nucleus_threshold(buf, n, (double)top_p * total, &ties);
+                tau = nucleus_threshold(buf, n, top_p * total, &ties);
             }
             double kept = 0.0;
             int seen = 0;
