@@ -413,32 +413,42 @@ void shiren_update(const Vocab *vc, int b, int NT, const uint8_t *marks, const u
 /* The nucleus: among allowed values p[0..n) (all > 0) taken in descending order (ties: lower token id
  * first) while the mass before them is < limit, the smallest kept value tau and how many of the tokens
  * equal to tau are kept (the lowest-id ones). A three-way quickselect on mass: expected O(n), no sort. */
-static float nucleus_threshold(float *buf, int n, double limit, int *tie_keep) {
-    double above = 0.0; /* mass of the values above buf[lo..hi) */
-    int lo = 0, hi = n;
-    while (hi - lo > 0) {
-        float a = buf[lo], b = buf[lo + (hi - lo) / 2], c = buf[hi - 1];
-        float piv = fmaxf(fminf(a, b), fminf(fmaxf(a, b), c));
-        int lt = lo, i = lo, gt = hi;
+static float nucleus_threshold(float *buf, float *tmp, int n, double limit, int *tie_keep, int *n_equal) {
+    double above = 0.0; /* mass of the values above the candidates a[0..n) */
+    float *a = buf, *t = tmp;
+    while (n > 0) {
+        float x0 = a[0], x1 = a[n / 2], x2 = a[n - 1];
+        float piv = fmaxf(fminf(x0, x1), fminf(fmaxf(x0, x1), x2));
         double mg = 0.0, me = 0.0;
-        while (i < gt) {
-            float x = buf[i];
-            if (x > piv) { buf[i] = buf[lt]; buf[lt] = x; mg += x; lt++; i++; }
-            else if (x < piv) { gt--; buf[i] = buf[gt]; buf[gt] = x; }
-            else { me += x; i++; }
+        int ng = 0, ne = 0;
+        for (int i = 0; i < n; i++) { /* branch-free: vectorised */
+            float x = a[i];
+            mg += x > piv ? x : 0.f;
+            me += x == piv ? x : 0.f;
+            ng += x > piv;
+            ne += x == piv;
         }
-        if (above + mg >= limit && lt > lo) { hi = lt; continue; }  /* the boundary is above piv */
-        if (above + mg + me >= limit || gt == hi) {                  /* ... at piv: keep ties while below */
+        if (above + mg >= limit && ng > 0) { /* the boundary is above piv: keep searching there */
             int k = 0;
-            while (k < gt - lt && above + mg + (double)k * piv < limit) k++;
+            for (int i = 0; i < n; i++) { t[k] = a[i]; k += a[i] > piv; }
+            float *s = a; a = t; t = s; n = k;
+            continue;
+        }
+        if (above + mg + me >= limit || ng + ne == n) { /* ... at piv: keep ties while below */
+            int k = 0;
+            while (k < ne && above + mg + (double)k * piv < limit) k++;
             *tie_keep = k > 0 ? k : 1;
+            *n_equal = ne;
             return piv;
         }
         above += mg + me;
-        lo = gt;
+        int k = 0;
+        for (int i = 0; i < n; i++) { t[k] = a[i]; k += a[i] < piv; }
+        float *s = a; a = t; t = s; n = k;
     }
     *tie_keep = 1;
-    return buf[n - 1];
+    *n_equal = 1;
+    return 0.f;
 }
 
 /* tok[r] ~ softmax(logits[r] / temperature) over mask[r], nucleus top_p, driven by the uniform u[r];
@@ -481,15 +491,28 @@ void shiren_sample(int b, int V, const float *logits, const uint8_t *mask, doubl
                 /* Tokens at or below eps cannot be in the nucleus: together they hold less than the
                  * (1 - top_p) tail, so the mass above them already passes top_p. Only the rest is searched. */
                 float eps = (float)((1.0 - top_p) * total / n_allowed);
-                int n = 0;
-                for (int v = 0; v < V; v++) { buf[n] = e[v]; n += e[v] > eps; }
-                tau = nucleus_threshold(buf, n, top_p * total, &ties);
+                int n = 0, v = 0, n_equal = 0;
+#if defined(__AVX512F__)
+                for (__m512 ev = _mm512_set1_ps(eps); v + 16 <= V; v += 16) {
+                    __m512 x = _mm512_loadu_ps(e + v);
+                    __mmask16 m = _mm512_cmp_ps_mask(x, ev, _CMP_GT_OQ);
+                    _mm512_mask_compressstoreu_ps(buf + n, m, x);
+                    n += __builtin_popcount(m);
+                }
+#endif
+                for (; v < V; v++) { buf[n] = e[v]; n += e[v] > eps; }
+                tau = nucleus_threshold(buf, lt, n, top_p * total, &ties, &n_equal);
                 /* kept: p > tau, and the first `ties` tokens equal to tau (in id order) */
-                int seen = 0;
-                for (int v = 0; v < V; v++) {
-                    float pv = e[v];
-                    if (pv == tau) { e[v] = seen < ties ? pv : 0.f; seen++; }
-                    else e[v] = pv > tau ? pv : 0.f;
+                if (ties >= n_equal) {
+                    for (int w = 0; w < V; w++) e[w] = e[w] >= tau ? e[w] : 0.f;
+                } else {
+                    int seen = 0;
+                    for (int w = 0; w < V; w++) {
+                        float pv = e[w];
+                        int eq = pv == tau, keep = pv > tau || (eq && seen < ties);
+                        seen += eq;
+                        e[w] = keep ? pv : 0.f;
+                    }
                 }
             }
             double kept = 0.0;
