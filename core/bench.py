@@ -47,7 +47,7 @@ def stock_generate_until_form(model, tok, form: str, seed: int, max_tries: int =
     from training.evaluate import format_ok
 
     req = PoemRequest(form=form)
-    ids = tok(header(form), add_special_tokens=False, return_tensors="pt")["input_ids"]
+    ids = torch.tensor([tok(header(form), add_special_tokens=False)["input_ids"]])
     t = time.perf_counter()
     for tries in range(1, max_tries + 1):
         torch.manual_seed(seed * 1000 + tries)
@@ -67,7 +67,10 @@ def run_bench(model_dir: Path | None = None, n_latency: int = 50, quick: bool = 
     res: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
                             f"{torch.get_num_threads()} threads", "cuda": torch.cuda.is_available()}
     poet = Poet.load(model_dir)
-    res["model"] = {"version": poet.version, "params": n_params(poet.model), "fast_engine": poet.engine is not None}
+    fast = poet.engine.fast if poet.engine is not None else None
+    res["model"] = {"version": poet.version, "params": n_params(poet.model), "fast_engine": fast is not None,
+                    "forward": {"CFastLlama": "C kernel", "FastLlama": "torch"}.get(type(fast).__name__, "HF"),
+                    "dtype": str(getattr(fast, "dtype", "")).removeprefix("torch.")}
     n = 10 if quick else n_latency
     poet.write(PoemRequest(form="七绝", seed=0))  # warm-up
     for form in ("七绝", "七律"):
@@ -79,8 +82,16 @@ def run_bench(model_dir: Path | None = None, n_latency: int = 50, quick: bool = 
         ts = _time(lambda i, b=batch: poet.write(PoemRequest(form="七绝", n=b, seed=i)), reps)
         res[f"throughput_n{batch}"] = {"poems_per_s": batch / statistics.median(ts)}
         progress(f"七绝 n={batch}: {res[f'throughput_n{batch}']['poems_per_s']:.0f} poems/s")
-    ref = _time(lambda i: poet.write_reference(PoemRequest(form="七绝", seed=i)), 5 if quick else 15)
+    poet.write_reference(PoemRequest(form="七绝", seed=0))  # builds the HF model (not timed)
+    ref, same = [], []
+    for i in range(5 if quick else 15):
+        r = PoemRequest(form="七绝", seed=i)
+        t = time.perf_counter()
+        ref_poems = [p.text for p in poet.write_reference(r)]
+        ref.append(time.perf_counter() - t)
+        same.append(ref_poems == [p.text for p in poet.write(r)])  # same seed, fast path: same poems?
     res["reference_path_七绝_p50_ms"] = 1000 * statistics.median(ref)
+    res["fast_equals_reference"] = {"same_poems": sum(same), "requests": len(same)}
     progress(f"reference path (HF forward, same constraints): {res['reference_path_七绝_p50_ms']:.1f} ms")
     # Stock generate() on the same model, retried until the form holds.
     model, tok = poet.model, poet.tokenizer
@@ -170,6 +181,8 @@ def bench_rows(res: dict) -> list[tuple[str, str, str]]:
         ("七绝 n=16 throughput", f"{res['throughput_n16']['poems_per_s']:.0f} poems/s", ""),
         ("七绝 n=64 throughput", f"{res['throughput_n64']['poems_per_s']:.0f} poems/s", "≥ 300 poems/s"),
         ("reference path (HF forward, same masks)", f"{res['reference_path_七绝_p50_ms']:.1f} ms", ""),
+        ("same poems as the reference path (fixed seeds)",
+         f"{res['fast_equals_reference']['same_poems']} / {res['fast_equals_reference']['requests']}", "all"),
         ("stock generate(), same model, until form holds",
          f"{res['stock_generate_same_model']['p50_ms_per_valid_poem']:.0f} ms "
          f"({res['stock_generate_same_model']['mean_tries']:.1f} tries)", ""),
@@ -194,7 +207,8 @@ def print_bench(res: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"shiren bench — {res['machine']}; model {res['model']['params'] / 1e6:.1f}M params")
+    t = Table(title=f"shiren bench — {res['machine']}; model {res['model']['params'] / 1e6:.1f}M params; "
+                    f"forward: {res['model'].get('forward', '?')} {res['model'].get('dtype', '')}")
     t.add_column("measure")
     t.add_column("value", justify="right")
     t.add_column("target", justify="right")
@@ -204,7 +218,8 @@ def print_bench(res: dict) -> None:
 
 
 def to_markdown(res: dict) -> str:
-    lines = [f"Machine: {res['machine']}; model {res['model']['version']}, {res['model']['params']:,} parameters.", "",
+    lines = [f"Machine: {res['machine']}; model {res['model']['version']}, {res['model']['params']:,} parameters; "
+             f"forward: {res['model'].get('forward', '?')} {res['model'].get('dtype', '')}.", "",
              "| measure | value | target |", "|---|---:|---:|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in bench_rows(res)]
     return "\n".join(lines) + "\n"
