@@ -155,15 +155,27 @@ def cold_start() -> dict:
     return {"write_s": write_s, "check_s": check_s, "check_imports_torch": probe.stdout.strip() == "1"}
 
 
+def peak_rss_kb() -> int:
+    """This process's peak resident set. VmHWM where there is /proc: ru_maxrss of a child spawned by a
+    large parent includes the parent's pages at fork (Linux keeps the high-water mark across exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(x.split()[1]) for x in f if x.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def serving_memory(model_dir: Path | None) -> dict:
     code = (
-        "import resource, sys; from pathlib import Path; from core.poet import Poet; from core.types import PoemRequest\n"
+        "import sys; from pathlib import Path; from core.poet import Poet; from core.types import PoemRequest\n"
         "p = Poet.load(Path(sys.argv[1]) if len(sys.argv) > 1 else None)\n"
         "forms = ['五绝', '七绝', '五律', '七律']\n"
         "for i in range(100):\n"
         "    f = forms[i % 4]\n"
         "    p.write(PoemRequest(form=f, seed=i) if i % 5 else PoemRequest(form='词', cipai='浣溪沙', seed=i))\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "from core.bench import peak_rss_kb; print(peak_rss_kb())\n"
     )
     args = [str(model_dir)] if model_dir else []
     r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=900)

@@ -195,7 +195,9 @@ class CFastLlama:
         inv = 1.0 / (shape.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
         freqs = torch.outer(torch.arange(self.max_len, dtype=torch.float32), inv)  # (T, hd/2)
         keep += [freqs.cos().contiguous(), freqs.sin().contiguous()]
-        self.kv = torch.zeros((shape.n_layer, max_rows, self.max_len, 2 * shape.n_kv_head * hd), dtype=torch.float32)
+        # Not zeroed: a position is always written before any token attends to it, and untouched pages
+        # of this 134 MB (64 rows x 256 positions) cache then never count against the process's memory.
+        self.kv = torch.empty((shape.n_layer, max_rows, self.max_len, 2 * shape.n_kv_head * hd), dtype=torch.float32)
         keep.append(self.kv)
         for i in range(shape.n_layer):
             p = f"model.layers.{i}."
