@@ -225,30 +225,57 @@ class Engine:
 
     def choose(self, job: Job) -> torch.Tensor:
         """Tokens (b,) for the job's current slot, from its latest logits."""
-        s = job.slot
-        f = int(job.pt.forced[s])
-        if f >= 0:
-            tok = torch.full((job.n_rows,), f, dtype=torch.long)
-            if job.plan.slots[s].kind == "char":
-                self._update(job, tok)
+        return self._choose_all([job])[0]
+
+    def _choose_all(self, jobs: list[Job]) -> list[torch.Tensor]:
+        """Each job's tokens for its current slot. Jobs that sample do it in one call of the C sampler
+        (rows are independent, and each job draws its uniforms from its own generator, so a job's
+        poems do not depend on who shares the step)."""
+        toks: list[torch.Tensor | None] = [None] * len(jobs)
+        sampling = []
+        for i, job in enumerate(jobs):
+            f = int(job.pt.forced[job.slot])
+            if f >= 0:
+                toks[i] = torch.full((job.n_rows,), f, dtype=torch.long)
+                if job.plan.slots[job.slot].kind == "char":
+                    self._update(job, toks[i])
+            else:
+                sampling.append(i)
+        if len(sampling) > 1 and self.ev.c is not None:
+            from core.fastc import c_sample, load_kernel
+
+            js = [jobs[i] for i in sampling]
+            masks = [self._mask(j) for j in js]
+            u = torch.cat([torch.rand(j.n_rows, generator=j.gen, dtype=torch.float64) for j in js])
+            temps = torch.cat([torch.full((j.n_rows,), j.temperature, dtype=torch.float64) for j in js])
+            tops = torch.cat([torch.full((j.n_rows,), j.top_p, dtype=torch.float64) for j in js])
+            tok, logp = c_sample(load_kernel(), torch.cat([j.logits for j in js]), torch.cat(masks), temps, tops, u)
+            parts = list(zip(tok.split([j.n_rows for j in js]), logp.split([j.n_rows for j in js]), strict=True))
         else:
-            mask = self._mask(job)
-            tok, logp = sample(job.logits, mask, job.temperature, job.top_p, job.gen)
+            parts = []
+            for i in sampling:
+                j = jobs[i]
+                parts.append(sample(j.logits, self._mask(j), j.temperature, j.top_p, j.gen))
+        for i, (tok, logp) in zip(sampling, parts, strict=True):
+            job = jobs[i]
             job.logprob += logp
             job.n_sampled += 1
             self._update(job, tok)
-        job.out[:, s] = tok
-        job.slot += 1
-        return tok
+            toks[i] = tok
+        for job, tok in zip(jobs, toks, strict=True):
+            job.out[:, job.slot] = tok
+            job.slot += 1
+        return toks
 
     def step(self) -> list[Job]:
         """Advance every job by one slot; returns the jobs that finished (their rows released)."""
+        for job in [j for j in self.jobs if j.cancelled]:
+            self.release(job)
+        jobs = list(self.jobs)
+        if not jobs:
+            return []
         finished, feeding, toks = [], [], []
-        for job in list(self.jobs):
-            if job.cancelled:
-                self.release(job)
-                continue
-            tok = self.choose(job)
+        for job, tok in zip(jobs, self._choose_all(jobs), strict=True):
             if job.done:
                 finished.append(job)
                 self.release(job)

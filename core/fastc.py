@@ -93,11 +93,11 @@ def load_kernel() -> ctypes.CDLL | None:
         lib.shiren_logits.restype = None
         lib.shiren_logits.argtypes = [ctypes.POINTER(_Dims), ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
                                       ctypes.c_void_p]
-        P, INT, U8, F = ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_double
+        P, INT, U8 = ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p
         lib.shiren_mask.restype = lib.shiren_update.restype = lib.shiren_sample.restype = None
         lib.shiren_mask.argtypes = [P, INT, INT, U8, U8, U8, U8, U8, U8, P, INT, U8]
         lib.shiren_update.argtypes = [P, INT, INT, U8, U8, P, U8, U8, U8, U8]
-        lib.shiren_sample.argtypes = [INT, INT, P, U8, F, F, P, P, P]
+        lib.shiren_sample.argtypes = [INT, INT, P, U8, P, P, P, P, P]
         _lib = lib
         return lib
 
@@ -147,16 +147,19 @@ class CConstraints:
                                _ptr(alive), _ptr(groups), _ptr(used), _ptr(failed))
 
 
-def c_sample(lib: ctypes.CDLL, logits: torch.Tensor, mask: torch.Tensor, temperature: float, top_p: float,
-             u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(tokens, full-vocabulary log-probs) — see shiren_sample in decode.c."""
+def c_sample(lib: ctypes.CDLL, logits: torch.Tensor, mask: torch.Tensor, temperature: float | torch.Tensor,
+             top_p: float | torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens, full-vocabulary log-probs) — see shiren_sample in decode.c. temperature and top_p:
+    one value for all rows, or one per row (B,)."""
     logits = logits.float().contiguous()
     mask = mask.bool().contiguous()
     u = u.to(torch.float64).contiguous()
     b, V = logits.shape
+    temps = torch.as_tensor(temperature, dtype=torch.float64).expand(b).contiguous()
+    tops = torch.as_tensor(top_p, dtype=torch.float64).expand(b).contiguous()
     tok = torch.empty(b, dtype=torch.int64)
     logp = torch.empty(b, dtype=torch.float32)
-    lib.shiren_sample(b, V, logits.data_ptr(), mask.data_ptr(), float(temperature), float(top_p), u.data_ptr(),
+    lib.shiren_sample(b, V, logits.data_ptr(), mask.data_ptr(), temps.data_ptr(), tops.data_ptr(), u.data_ptr(),
                       tok.data_ptr(), logp.data_ptr())
     return tok, logp
 

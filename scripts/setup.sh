@@ -12,4 +12,8 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install -q "torch==${SHIREN_TORCH:-2.13.0}" 2>&1 | grep -v '^WARNING: Location' || true
 fi
 .venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+# The decode kernel (core/kernels/decode.c) is compiled on first use; build it now so the first poem
+# does not wait. Without a C compiler Shiren falls back to its PyTorch decoder (slower, same poems' rules).
+.venv/bin/python -c "from core.fastc import load_kernel; import sys; sys.exit(load_kernel() is None)" \
+  && echo "decode kernel built" || echo "no C compiler: using the PyTorch decoder (see README, Speed)"
 .venv/bin/shiren --help >/dev/null && echo "shiren installed in .venv (activate: source .venv/bin/activate)"

@@ -453,11 +453,12 @@ static float nucleus_threshold(float *buf, float *tmp, int n, double limit, int 
 
 /* tok[r] ~ softmax(logits[r] / temperature) over mask[r], nucleus top_p, driven by the uniform u[r];
  * logp[r] = log_softmax(logits[r])[tok] over the whole vocabulary (the model's own likelihood).
+ * Temperature and top_p are per row: rows of different requests are sampled in one call.
  * Definition (mirrored by core.generate.sample_torch): the kept set is the nucleus above (all allowed
  * tokens when top_p >= 1); the token is the first kept one, in id order, at which the running kept mass
  * exceeds u · (kept mass). */
-void shiren_sample(int b, int V, const float *logits, const uint8_t *mask, double temperature, double top_p,
-                   const double *u, int64_t *tok, float *logp) {
+void shiren_sample(int b, int V, const float *logits, const uint8_t *mask, const double *temperatures,
+                   const double *top_ps, const double *u, int64_t *tok, float *logp) {
 #pragma omp parallel if (b >= 8)
     {
         float *e = malloc(sizeof(float) * V), *lt = malloc(sizeof(float) * V), *buf = malloc(sizeof(float) * V);
@@ -465,6 +466,7 @@ void shiren_sample(int b, int V, const float *logits, const uint8_t *mask, doubl
         for (int r = 0; r < b; r++) {
             const float *l = logits + (size_t)r * V;
             const uint8_t *mk = mask + (size_t)r * V;
+            const double temperature = temperatures[r], top_p = top_ps[r];
             float amx = -INFINITY, mx = -INFINITY;
             for (int v = 0; v < V; v++) amx = l[v] > amx ? l[v] : amx;
             for (int v = 0; v < V; v++) { float x = mk[v] ? l[v] : -INFINITY; mx = x > mx ? x : mx; }
