@@ -45,6 +45,10 @@ class PlanTensors:
     rhyme: torch.Tensor  # (S, NT) bool
     kind: str
     fixed_chars: torch.Tensor  # (k,) ids of the user-fixed characters (never reused elsewhere)
+    forced_list: list[int] = field(default_factory=list)  # `forced` as Python ints (read every step)
+
+    def __post_init__(self) -> None:
+        self.forced_list = self.forced.tolist()
 
 
 def plan_tensors(plan: Plan, vi: VocabIndex) -> PlanTensors:
@@ -234,7 +238,7 @@ class Engine:
         toks: list[torch.Tensor | None] = [None] * len(jobs)
         sampling = []
         for i, job in enumerate(jobs):
-            f = int(job.pt.forced[job.slot])
+            f = job.pt.forced_list[job.slot]
             if f >= 0:
                 toks[i] = torch.full((job.n_rows,), f, dtype=torch.long)
                 if job.plan.slots[job.slot].kind == "char":
@@ -294,8 +298,8 @@ class Engine:
     def _feed(self, jobs: list[Job], tokens: torch.Tensor, rows: torch.Tensor, start: torch.Tensor) -> None:
         """One forward for these jobs' rows; the output projection (a third of a step) only for the jobs
         whose next slot is sampled — before punctuation or a user-fixed character none is needed."""
-        h = self.fast.hidden(tokens, rows, start)  # (B, d)
-        need = [int(j.pt.forced[j.slot]) < 0 if not j.done else False for j in jobs]
+        h = self.fast.hidden(tokens, rows, start, check=False)  # (B, d); the engine's own rows and positions
+        need = [not j.done and j.pt.forced_list[j.slot] < 0 for j in jobs]
         sel, i = [], 0
         for j, nd in zip(jobs, need, strict=True):
             if nd:

@@ -34,7 +34,7 @@ _tried = False
 
 class _Dims(ctypes.Structure):
     _fields_ = [(n, ctypes.c_int) for n in ("n_layer", "n_head", "n_kv", "hd", "d", "ff", "vocab", "max_rows",
-                                           "max_len", "wbf16")] + [("eps", ctypes.c_float)]
+                                           "max_len", "wbf16", "head_bf16")] + [("eps", ctypes.c_float)]
 
 
 def kernel_dir() -> Path:
@@ -172,8 +172,16 @@ def panels(w: torch.Tensor, dtype: torch.dtype, width: int = 32) -> torch.Tensor
     return padded.view(-1, width, n_in).transpose(1, 2).contiguous()  # (P, in, 32)
 
 
+def _lossless_bf16(ts: list[torch.Tensor]) -> bool:
+    """Whether these weights are exactly representable in bf16 (the shipped base is saved in bf16)."""
+    return all(torch.equal(t.to(torch.bfloat16).float(), t.float()) for t in ts)
+
+
 class CFastLlama:
-    """FastLlama's interface over the C kernel. Weights: bf16 when given bf16, else fp32."""
+    """FastLlama's interface over the C kernel. Weights: bf16 when asked; with float32 asked, a group of
+    weights (the embedding / output head, the layers) that is exactly bf16 — the shipped base is saved in
+    bf16; only LoRA-merged matrices are not — is still stored in bf16: half the memory traffic, the
+    same numbers."""
 
     def __init__(self, lib: ctypes.CDLL, shape: LlamaShape, state_dict: dict[str, torch.Tensor],
                  max_rows: int = 64, max_len: int | None = None, dtype: torch.dtype = torch.float32):
@@ -183,6 +191,14 @@ class CFastLlama:
         self.max_rows, self.max_len = max_rows, max_len or shape.block_size
         self.vocab_size, self.d = shape.vocab_size, shape.n_embd
         sd = {k.removeprefix("base_model.model."): v.detach() for k, v in state_dict.items()}
+        head_w = sd["model.embed_tokens.weight"] if shape.tie_embeddings or "lm_head.weight" not in sd \
+            else sd["lm_head.weight"]
+        head_dtype = torch.bfloat16 if dtype == torch.bfloat16 or _lossless_bf16(
+            [sd["model.embed_tokens.weight"], head_w]) else torch.float32
+        layer_keys = [k for k in sd if k.startswith("model.layers.") and k.endswith("proj.weight")]
+        if dtype == torch.float32 and _lossless_bf16([sd[k] for k in layer_keys]):
+            dtype = torch.bfloat16
+        self.head_dtype, self.layer_dtype = head_dtype, dtype
 
         def wt(name: str) -> torch.Tensor:
             return panels(sd[name], dtype)
@@ -190,10 +206,8 @@ class CFastLlama:
         def f32(name: str) -> torch.Tensor:
             return sd[name].float().contiguous()
 
-        embed = sd["model.embed_tokens.weight"].to(dtype).contiguous()  # (V, d)
-        head = sd["model.embed_tokens.weight"] if shape.tie_embeddings or "lm_head.weight" not in sd \
-            else sd["lm_head.weight"]
-        keep = [embed, panels(head, dtype), f32("model.norm.weight")]
+        embed = sd["model.embed_tokens.weight"].to(head_dtype).contiguous()  # (V, d)
+        keep = [embed, panels(head_w, head_dtype), f32("model.norm.weight")]
         hd = shape.head_dim
         inv = 1.0 / (shape.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
         freqs = torch.outer(torch.arange(self.max_len, dtype=torch.float32), inv)  # (T, hd/2)
@@ -212,13 +226,28 @@ class CFastLlama:
         self._keep = keep  # the C side holds raw pointers into these
         self._ptrs = (ctypes.c_void_p * len(keep))(*[t.data_ptr() for t in keep])
         self._dims = _Dims(shape.n_layer, shape.n_head, shape.n_kv_head, hd, shape.n_embd, shape.intermediate,
-                           shape.vocab_size, max_rows, self.max_len, int(dtype == torch.bfloat16), shape.rms_eps)
+                           shape.vocab_size, max_rows, self.max_len, int(dtype == torch.bfloat16),
+                           int(head_dtype == torch.bfloat16), shape.rms_eps)
 
     def reset(self) -> None:
         self.kv.zero_()
 
-    def hidden(self, tokens: torch.Tensor, rows: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
-        """Final-norm hidden state (B, d) at the last position; see FastLlama.hidden."""
+    def hidden(self, tokens: torch.Tensor, rows: torch.Tensor, start: torch.Tensor, check: bool = True) -> torch.Tensor:
+        """Final-norm hidden state (B, d) at the last position; see FastLlama.hidden. `check=False` skips
+        the argument checks (six reductions, ~10% of a small step) for callers that build them right."""
+        B, T = tokens.shape
+        if check:
+            self._check(tokens, rows, start)
+        tokens = tokens.to(torch.int64).contiguous()
+        rows, start = rows.to(torch.int64).contiguous(), start.to(torch.int64).contiguous()
+        out = torch.empty((B, self.d), dtype=torch.float32)
+        rc = self.lib.shiren_hidden(ctypes.byref(self._dims), self._ptrs, B, T, tokens.data_ptr(), rows.data_ptr(),
+                                    start.data_ptr(), out.data_ptr())
+        if rc != 0:
+            raise MemoryError("the decode kernel ran out of memory")
+        return out
+
+    def _check(self, tokens: torch.Tensor, rows: torch.Tensor, start: torch.Tensor) -> None:
         B, T = tokens.shape
         if T < 1 or B < 1 or rows.shape != (B,) or start.shape != (B,):
             raise ValueError(f"tokens (B, T) with T >= 1 and rows, start of shape (B,); got {tuple(tokens.shape)}, "
@@ -229,14 +258,6 @@ class CFastLlama:
             raise ValueError("cache row out of range")
         if int(tokens.min()) < 0 or int(tokens.max()) >= self.vocab_size:
             raise ValueError(f"token id out of range (vocabulary of {self.vocab_size})")
-        tokens = tokens.to(torch.int64).contiguous()
-        rows, start = rows.to(torch.int64).contiguous(), start.to(torch.int64).contiguous()
-        out = torch.empty((B, self.d), dtype=torch.float32)
-        rc = self.lib.shiren_hidden(ctypes.byref(self._dims), self._ptrs, B, T, tokens.data_ptr(), rows.data_ptr(),
-                                    start.data_ptr(), out.data_ptr())
-        if rc != 0:
-            raise MemoryError("the decode kernel ran out of memory")
-        return out
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         h = h.float().contiguous()

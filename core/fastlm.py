@@ -177,9 +177,10 @@ class FastLlama:
         return F.rms_norm(x, (self.d,), w, self.eps)
 
     @torch.inference_mode()
-    def hidden(self, tokens: torch.Tensor, rows: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    def hidden(self, tokens: torch.Tensor, rows: torch.Tensor, start: torch.Tensor, check: bool = True) -> torch.Tensor:
         """Final-norm hidden state (B, d) at the last position, for tokens (B, T) fed to cache `rows` (B,)
-        at positions start (B,) .. start+T-1. Every row of one call feeds the same number of tokens T."""
+        at positions start (B,) .. start+T-1. Every row of one call feeds the same number of tokens T.
+        (`check` is there for the C forward's interface; this one always checks the length.)"""
         B, T = tokens.shape
         H, Hkv, hd = self.n_head, self.n_kv, self.hd
         QK, KV = (H + Hkv) * hd, Hkv * hd

@@ -169,6 +169,21 @@ def test_bfloat16_matches_hf_on_rounded_weights(lib, name):
     assert torch.allclose(out2, ref2, rtol=0, atol=ATOL)
 
 
+def test_float32_engine_stores_bf16_exact_weights_in_bf16():
+    """The shipped base is saved in bf16: asked for float32, the kernel keeps such weights in bf16 (half
+    the memory traffic) and computes exactly what the float32 weights give; merged LoRA matrices,
+    which are not bf16-exact, stay float32."""
+    m = _bf16_rounded(MODELS["d64"](), norms=True)  # every weight exactly representable in bf16
+    shape = LlamaShape.from_config(m.config.to_dict())
+    f = CFastLlama(LIB, shape, m.state_dict(), max_rows=8)
+    assert f.head_dtype == torch.bfloat16 and f.layer_dtype == torch.bfloat16
+    _check_against_hf(f, m, ATOL)
+    sd = m.state_dict()
+    sd["model.layers.0.mlp.up_proj.weight"] = sd["model.layers.0.mlp.up_proj.weight"] + 1e-4  # like a LoRA merge
+    g = CFastLlama(LIB, shape, sd, max_rows=2)
+    assert g.head_dtype == torch.bfloat16 and g.layer_dtype == torch.float32
+
+
 def test_peft_prefixed_state_dict_and_bad_dtype():
     m = MODELS["d64"]()
     shape = LlamaShape.from_config(m.config.to_dict())

@@ -28,7 +28,7 @@
 #endif
 
 typedef struct {
-    int n_layer, n_head, n_kv, hd, d, ff, vocab, max_rows, max_len, wbf16;
+    int n_layer, n_head, n_kv, hd, d, ff, vocab, max_rows, max_len, wbf16, head_bf16; /* weight dtypes */
     float eps;
 } Dims;
 
@@ -192,7 +192,7 @@ static void rope(float *v, const float *cs, const float *sn, int hd) {
 }
 
 static void embed_row(const Dims *D, void *const *P, int64_t tok, float *out) {
-    if (D->wbf16) {
+    if (D->head_bf16) {
         const uint16_t *e = (const uint16_t *)P[P_EMBED] + (size_t)tok * D->d;
         for (int i = 0; i < D->d; i++) out[i] = bf16f(e[i]);
     } else {
@@ -285,7 +285,7 @@ int shiren_hidden(const Dims *D, void *const *P, int B, int T, const int64_t *to
 
 /* logits (B, V) = hidden (B, d) @ lm_head_t (d, V). */
 void shiren_logits(const Dims *D, void *const *P, int B, const float *hidden, float *logits) {
-    matmul(hidden, B, D->d, P[P_LMHEAD], D->wbf16, D->vocab, logits, 0);
+    matmul(hidden, B, D->d, P[P_LMHEAD], D->head_bf16, D->vocab, logits, 0);
 }
 
 /* ---- Constraints and sampling (core.engine) ------------------------------------------------------
@@ -459,7 +459,7 @@ static float nucleus_threshold(float *buf, float *tmp, int n, double limit, int 
  * exceeds u · (kept mass). */
 void shiren_sample(int b, int V, const float *logits, const uint8_t *mask, const double *temperatures,
                    const double *top_ps, const double *u, int64_t *tok, float *logp) {
-#pragma omp parallel if (b >= 8)
+#pragma omp parallel if (b >= 2) /* ~30 us a row: worth a second thread from two rows on */
     {
         float *e = malloc(sizeof(float) * V), *lt = malloc(sizeof(float) * V), *buf = malloc(sizeof(float) * V);
 #pragma omp for schedule(static)
