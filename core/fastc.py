@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import os
 import platform
 import shutil
@@ -78,14 +79,18 @@ def load_kernel() -> ctypes.CDLL | None:
         _tried = True
         if os.environ.get("SHIREN_NO_C_KERNEL") == "1":
             return None
-        src = Path(str(resources.files("core").joinpath("kernels/decode.c")))
-        key = hashlib.sha256(src.read_bytes() + " ".join(CFLAGS).encode() + _cpu_id().encode()).hexdigest()[:16]
-        so = kernel_dir() / f"decode-{key}.so"
         try:
+            src = Path(str(resources.files("core").joinpath("kernels/decode.c")))
+            key = hashlib.sha256(src.read_bytes() + " ".join(CFLAGS).encode() + _cpu_id().encode()).hexdigest()[:16]
+            so = kernel_dir() / f"decode-{key}.so"
             if not so.exists():
                 _build(src, so)
             lib = ctypes.CDLL(str(so))
-        except (OSError, subprocess.SubprocessError):
+        except (OSError, subprocess.SubprocessError) as e:
+            detail = getattr(e, "stderr", b"") or b""
+            logging.getLogger("shiren").warning(
+                "decode kernel unavailable (%s%s); using the slower PyTorch decoder", e,
+                (": " + detail.decode(errors="replace")[-300:]) if detail else "")
             return None
         lib.shiren_hidden.restype = ctypes.c_int
         lib.shiren_hidden.argtypes = [ctypes.POINTER(_Dims), ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
