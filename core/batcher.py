@@ -15,6 +15,8 @@ from concurrent.futures import Future
 
 from core.types import BusyError, PoemRequest
 
+SWEEP_INTERVAL_S = 0.05  # how often queued (not yet decoding) jobs are checked for timeout/cancel
+
 
 class Batcher:
     def __init__(self, poet, max_queue: int = 256, default_timeout: float = 120.0):
@@ -25,6 +27,7 @@ class Batcher:
         self._cv = threading.Condition()
         self._stop = False
         self.stats = {"steps": 0, "max_rows_in_step": 0, "jobs": 0}
+        self._next_sweep = 0.0  # when to look for expired or cancelled waiting jobs again
         self._thread = threading.Thread(target=self._loop, name="shiren-batcher", daemon=True)
         self._thread.start()
 
@@ -70,8 +73,10 @@ class Batcher:
                     self._waiting.clear()
                     break
                 now = time.monotonic()
-                for job in [j for j in self._waiting if self._expired(j, now)]:
-                    self._waiting.remove(job)
+                if now >= self._next_sweep:  # a scan of the whole queue: not at every 1 ms step
+                    self._next_sweep = now + SWEEP_INTERVAL_S
+                    for job in [j for j in self._waiting if self._expired(j, now)]:
+                        self._waiting.remove(job)
                 admit = []
                 while self._waiting and len(engine.free) - sum(j.n_rows for j in admit) >= self._waiting[0].n_rows:
                     admit.append(self._waiting.popleft())

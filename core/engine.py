@@ -251,8 +251,10 @@ class Engine:
             js = [jobs[i] for i in sampling]
             masks = [self._mask(j) for j in js]
             u = torch.cat([torch.rand(j.n_rows, generator=j.gen, dtype=torch.float64) for j in js])
-            temps = torch.cat([torch.full((j.n_rows,), j.temperature, dtype=torch.float64) for j in js])
-            tops = torch.cat([torch.full((j.n_rows,), j.top_p, dtype=torch.float64) for j in js])
+            temps = torch.tensor([j.temperature for j in js], dtype=torch.float64).repeat_interleave(
+                torch.tensor([j.n_rows for j in js]))
+            tops = torch.tensor([j.top_p for j in js], dtype=torch.float64).repeat_interleave(
+                torch.tensor([j.n_rows for j in js]))
             tok, logp = c_sample(load_kernel(), torch.cat([j.logits for j in js]), torch.cat(masks), temps, tops, u)
             parts = list(zip(tok.split([j.n_rows for j in js]), logp.split([j.n_rows for j in js]), strict=True))
         else:
