@@ -99,7 +99,11 @@ def test_forget_after_confirmation(rb):
     fake = rb.fake
     p = rb.poem(207, "花")
     pid = poem_id(p)
+    rated = fake.mark()
     fake.click(207, p, f"r:{pid}:3")
+    # The rating re-draws the poem message after answering the button: wait for that edit, so it is
+    # not mistaken below for the edit that answers /forget.
+    fake.wait("editMessageText", chat_id=207, since=rated, where=lambda c: "你的评分" in c.text)
     uid = rb.user_id(207)
     # cancel keeps everything
     r = fake.ask(207, "/forget")
