@@ -30,12 +30,16 @@ class EngineVocab:
         self.names = {k: vi.classes[k] for k in ("近体", "词")}
         self.offset = {"近体": 0, "词": len(self.names["近体"])}
         self.class_matrix = torch.cat([vi.class_matrix["近体"], vi.class_matrix["词"]], 0) > 0  # (G, V)
-        self.class_matrix_f = self.class_matrix.float()
+        # Membership through a 平 / a 仄 reading (a 词 rhyme rhymes by the reading of its position's tone).
+        self.class_p, self.class_z = (torch.cat([vi.class_matrix_tone["近体"][t], vi.class_matrix_tone["词"][t]], 0) > 0
+                                      for t in ("平", "仄"))
+        self.class_p_f, self.class_z_f = self.class_p.float(), self.class_z.float()
         self.n_classes = self.class_matrix.shape[0]
         from core.fastc import CConstraints, load_kernel
 
         lib = load_kernel()  # the same rules in C, where it builds: ~100x fewer tensor ops per step
-        self.c = CConstraints(lib, self.content, self.ping, self.ze, self.class_matrix) if lib is not None else None
+        self.c = CConstraints(lib, self.content, self.ping, self.ze, self.class_p, self.class_z) \
+            if lib is not None else None
 
 
 @dataclass
@@ -168,9 +172,12 @@ class Engine:
         rh = job.pt.rhyme[s]  # (NT,)
         alive = job.alive
 
-        def tone_mask(tmpl: torch.Tensor) -> torch.Tensor:  # (b, NT) → (b, V)
+        def tones(tmpl: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # (b, NT) → 平, 仄 allowed (b,)
             a = (tmpl.float() @ marks) > 0  # (b, 3)
-            p, z = a[:, 0] | a[:, 2], a[:, 1] | a[:, 2]
+            return a[:, 0] | a[:, 2], a[:, 1] | a[:, 2]
+
+        def tone_mask(tmpl: torch.Tensor) -> torch.Tensor:  # (b, NT) → (b, V)
+            p, z = tones(tmpl)
             return (p[:, None] & ev.ping[None]) | (z[:, None] & ev.ze[None])
 
         rhyming = alive & rh
@@ -178,8 +185,10 @@ class Engine:
         if not bool(any_r.any()):
             mask = tone_mask(alive)
         else:
-            in_group = (job.groups.float() @ ev.class_matrix_f) > 0  # (b, V)
-            rhyme_ok = tone_mask(rhyming) & in_group
+            g = job.groups.float()
+            in_p, in_z = (g @ ev.class_p_f) > 0, (g @ ev.class_z_f) > 0  # (b, V) via a 平 / 仄 reading
+            p, z = tones(rhyming)
+            rhyme_ok = (p[:, None] & ev.ping[None] & in_p) | (z[:, None] & ev.ze[None] & in_z)
             other = alive & ~rh
             other_ok = tone_mask(other) & other.any(1, keepdim=True)
             mask = torch.where(any_r[:, None], rhyme_ok | other_ok, tone_mask(alive))
@@ -213,7 +222,9 @@ class Engine:
         any_r = rhyming.any(1)
         all_r = any_r & ~(keep & ~rh).any(1)
         mixed = any_r & ~all_r
-        keys = ev.class_matrix[:, tok].t()  # (b, G)
+        a = (rhyming.float() @ marks.float()) > 0  # (b, 3): the rhyme's tone, from the rhyming templates
+        rp, rz = a[:, 0] | a[:, 2], a[:, 1] | a[:, 2]
+        keys = (rp[:, None] & ev.class_p[:, tok].t()) | (rz[:, None] & ev.class_z[:, tok].t())  # (b, G)
         newg = job.groups & keys
         has = newg.any(1)
         choose = mixed & has & tp

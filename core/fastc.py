@@ -110,7 +110,8 @@ def load_kernel() -> ctypes.CDLL | None:
 class _Vocab(ctypes.Structure):
     _fields_ = [("V", ctypes.c_int), ("G", ctypes.c_int), ("content", ctypes.c_void_p), ("ping", ctypes.c_void_p),
                 ("ze", ctypes.c_void_p), ("cls_ptr", ctypes.c_void_p), ("cls_idx", ctypes.c_void_p),
-                ("grp_ptr", ctypes.c_void_p), ("grp_idx", ctypes.c_void_p)]
+                ("cls_tone", ctypes.c_void_p), ("grp_ptr", ctypes.c_void_p), ("grp_idx", ctypes.c_void_p),
+                ("grp_tone", ctypes.c_void_p)]
 
 
 def _ptr(t: torch.Tensor) -> int:
@@ -123,17 +124,20 @@ class CConstraints:
     """core.engine's mask / update rules over the C kernel (same semantics as its torch code)."""
 
     def __init__(self, lib: ctypes.CDLL, content: torch.Tensor, ping: torch.Tensor, ze: torch.Tensor,
-                 class_matrix: torch.Tensor):
+                 class_p: torch.Tensor, class_z: torch.Tensor):
+        """class_p / class_z (G, V): membership of each token in each rhyme class through a 平 / 仄 reading."""
         self.lib = lib
         V = content.shape[0]
-        def csr(m: torch.Tensor) -> list[torch.Tensor]:  # (n, k) bool → row pointers, column indices
-            ptr = torch.cat([torch.zeros(1, dtype=torch.long), m.sum(1).cumsum(0)]).to(torch.int32)
-            return [ptr.contiguous(), m.nonzero()[:, 1].to(torch.int32).contiguous()]
+        bits = class_p.bool().to(torch.uint8) | (class_z.bool().to(torch.uint8) << 1)  # (G, V): 1 平, 2 仄
 
-        cm = class_matrix.bool()  # (G, V)
+        def csr(m: torch.Tensor) -> list[torch.Tensor]:  # (n, k) bits → row pointers, column indices, bits
+            nz = m.nonzero()
+            ptr = torch.cat([torch.zeros(1, dtype=torch.long), (m > 0).sum(1).cumsum(0)]).to(torch.int32)
+            return [ptr.contiguous(), nz[:, 1].to(torch.int32).contiguous(), m[nz[:, 0], nz[:, 1]].contiguous()]
+
         self._keep = [content.bool().contiguous(), ping.bool().contiguous(), ze.bool().contiguous(),
-                      *csr(cm.t()), *csr(cm)]
-        self._vocab = _Vocab(V, class_matrix.shape[0], *[t.data_ptr() for t in self._keep])
+                      *csr(bits.t().contiguous()), *csr(bits)]
+        self._vocab = _Vocab(V, bits.shape[0], *[t.data_ptr() for t in self._keep])
 
     def mask(self, marks: torch.Tensor, rhyme: torch.Tensor, alive: torch.Tensor, groups: torch.Tensor,
              used: torch.Tensor, failed: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:

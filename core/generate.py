@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from core.gelv.table import tone_classes
-from core.plan import Plan, rhyme_keys
+from core.plan import Plan, rhyme_keys, rhyme_tone_of
 
 # A rhyme class needs this many characters in the vocabulary to be offered (avoids 窄韵 dead ends).
 MIN_RHYME_CHARS = 12
@@ -41,6 +41,7 @@ class VocabIndex:
         ze = torch.zeros(self.size, dtype=torch.bool)
         keys_jinti: dict[str, list[int]] = {}
         keys_ci: dict[str, list[int]] = {}
+        keys_ci_tone: dict[str, dict[str, list[int]]] = {"平": {}, "仄": {}}
         for i, tok in enumerate(self.id_to_tok):
             if not _is_cjk(tok):
                 continue
@@ -54,17 +55,29 @@ class VocabIndex:
                 keys_jinti.setdefault(g, []).append(i)
             for b in rhyme_keys(tok, "词"):
                 keys_ci.setdefault(b, []).append(i)
+            for t in ("平", "仄"):
+                for b in rhyme_keys(tok, "词", t):
+                    keys_ci_tone[t].setdefault(b, []).append(i)
         self.content, self.ping, self.ze = content, ping, ze
         self.tone_mask = {"平": content & ping, "仄": content & ze, "中": content}
         self.classes: dict[str, tuple[str, ...]] = {}
         self.class_matrix: dict[str, torch.Tensor] = {}
+        # Membership by the tone of the reading: a 词 rhyme in a 仄 position rhymes by the char's 仄
+        # reading. 近体 classes are 平 groups of 平 readings already: the same matrix for both tones.
+        self.class_matrix_tone: dict[str, dict[str, torch.Tensor]] = {}
         for kind, keys in (("近体", keys_jinti), ("词", keys_ci)):
             names = tuple(sorted(k for k, ids in keys.items() if len(ids) >= MIN_RHYME_CHARS))
-            m = torch.zeros(len(names), self.size)
-            for gi, k in enumerate(names):
-                m[gi, keys[k]] = 1.0
+
+            def matrix(members: dict[str, list[int]], names=names) -> torch.Tensor:
+                m = torch.zeros(len(names), self.size)
+                for gi, k in enumerate(names):
+                    m[gi, members.get(k, [])] = 1.0
+                return m  # (G, V)
+
             self.classes[kind] = names
-            self.class_matrix[kind] = m  # (G, V)
+            self.class_matrix[kind] = matrix(keys)
+            self.class_matrix_tone[kind] = ({t: matrix(keys_ci_tone[t]) for t in ("平", "仄")} if kind == "词"
+                                            else {t: self.class_matrix[kind] for t in ("平", "仄")})
         self.vocab_chars = {t for t in self.tok_to_id if _is_cjk(t)}
 
     def char_id(self, ch: str) -> int:
@@ -100,12 +113,11 @@ def row_mask(vi: VocabIndex, kind: str, slot, st: RowState) -> torch.Tensor:
         return base & tone_m
     names = vi.classes[kind]
     sel = torch.tensor([1.0 if g in st.groups else 0.0 for g in names])
-    in_group = (sel @ vi.class_matrix[kind]) > 0  # (V,)
     rhyme_tones = {slot.marks[t] for t in rhyming} - {"中"} or {"平", "仄"}
     rhyme_m = torch.zeros_like(base)
-    for t in rhyme_tones:
-        rhyme_m |= vi.tone_mask[t]
-    rhyme_ok = base & rhyme_m & in_group
+    for t in rhyme_tones:  # a reading of this tone, in one of the row's rhyme classes
+        rhyme_m |= vi.tone_mask[t] & ((sel @ vi.class_matrix_tone[kind][t]) > 0)
+    rhyme_ok = base & rhyme_m
     if rhyming == st.templates:
         return rhyme_ok
     # Mixed (首句入韵 or not): a non-rhyming char of the non-rhyming templates' tone, or a rhyme.
@@ -124,7 +136,7 @@ def update_row(vi: VocabIndex, kind: str, slot, st: RowState, tok_id: int) -> No
     keep = {t for t in st.templates if marks[t] == "中" or marks[t] in tc}
     rhyming = {t for t in keep if slot.rhyme[t]}
     if rhyming:
-        k = rhyme_keys(ch, kind) & st.groups
+        k = rhyme_keys(ch, kind, rhyme_tone_of(marks[t] for t in rhyming)) & st.groups
         if rhyming == keep:
             if k:
                 st.groups = set(k)

@@ -58,11 +58,19 @@ class Plan:
         return sum(1 for s in self.slots if s.kind == "char")
 
 
-def rhyme_keys(ch: str, plan_form: str) -> frozenset[str]:
-    """The rhyme classes a char can belong to: 平水韵 平 groups (近体) or 词林正韵 部 (词)."""
+def rhyme_keys(ch: str, plan_form: str, tone: str | None = None) -> frozenset[str]:
+    """The rhyme classes a char can belong to: 平水韵 平 groups (近体) or 词林正韵 部 (词). For 词, `tone`
+    ("平" / "仄") keeps only the 部 of the char's readings in that tone (None or "中": all)."""
     if plan_form == "词":
-        return frozenset(str(b) for b in cilin_bu(ch))
+        return frozenset(str(b) for b in cilin_bu(ch, tone))
     return ping_groups(ch)
+
+
+def rhyme_tone_of(marks) -> str | None:
+    """The tone a rhyme is read in, from the marks of the templates that rhyme at a slot: "平" or "仄"
+    when they agree, else None (either)."""
+    ms = set(marks)
+    return next(iter(ms)) if len(ms) == 1 and ms <= {"平", "仄"} else None
 
 
 def _tone_ok(ch: str, mark: str) -> bool:
@@ -133,7 +141,7 @@ def _consistent(slots: list[Slot], templates: frozenset[int], form: str) -> tupl
         ok = True
         for s in slots:
             if s.kind == "char" and s.fixed and s.rhyme[t]:
-                k = rhyme_keys(s.fixed, form)
+                k = rhyme_keys(s.fixed, form, s.relaxed[t])  # type: ignore[attr-defined]
                 g = k if g is None else g & k
                 if not g:
                     ok = False

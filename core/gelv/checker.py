@@ -480,7 +480,9 @@ def _analyze_ci(an: Analysis, clauses: list[tuple[str, str]], pats: list[CipaiPa
             la.violations.append("平仄：" + "、".join(bad) if bad else "句式不合")
     # rhyme: each rhyme char must share a 词林正韵 部 with a neighbouring rhyme char (换韵 allowed)
     rhyme_ok = bool(rhyme_chars)
-    bus = [cilin_bu(cn.char) for _, cn in rhyme_chars]
+    # A rhyme rhymes by the reading of its position's tone: a 多音字's 仄 reading may sit in another 部
+    # than its 平 one. (No reading of that tone is a tone fault, reported above; then all readings.)
+    bus = [cilin_bu(cn.char, cn.expected) or cilin_bu(cn.char) for _, cn in rhyme_chars]
     main: Counter = Counter()
     for b in bus:
         main.update(b)

@@ -137,11 +137,13 @@ def groups(ch: str) -> frozenset[str]:
     return frozenset(r.group for r in readings(ch) if r.group)
 
 
-def cilin_bu(ch: str) -> frozenset[int]:
-    """词林正韵 部 numbers of `ch` (derived from its 平水韵 groups)."""
+def cilin_bu(ch: str, tone: str | None = None) -> frozenset[int]:
+    """词林正韵 部 numbers of `ch` (derived from its 平水韵 groups); with `tone` ("平" / "仄"), only those
+    of its readings in that tone — a 多音字's 仄 reading may sit in another 部 than its 平 one, and a
+    rhyme in a 仄 position must rhyme by its 仄 reading."""
     out: set[int] = set()
     for r in readings(ch):
-        if r.group:
+        if r.group and (tone in (None, "中") or r.tone == tone):
             out |= CILIN_BU[r.group]
     return frozenset(out)
 

@@ -295,7 +295,9 @@ typedef struct {
     int V, G;
     const uint8_t *content, *ping, *ze; /* (V) */
     const int32_t *cls_ptr, *cls_idx;   /* CSR: the rhyme classes of token v are cls_idx[cls_ptr[v] .. cls_ptr[v+1]) */
+    const uint8_t *cls_tone;            /* ... reached through a 平 (bit 0) and/or a 仄 (bit 1) reading */
     const int32_t *grp_ptr, *grp_idx;   /* CSR: the tokens of class g are grp_idx[grp_ptr[g] .. grp_ptr[g+1]) */
+    const uint8_t *grp_tone;            /* ... with the same tone bits */
 } Vocab;
 
 enum { M_PING, M_ZE, M_ZHONG };
@@ -336,10 +338,13 @@ void shiren_mask(const Vocab *vc, int b, int NT, const uint8_t *marks, const uin
                 t_r = tones_of(NT, marks, sel);
                 for (int k = 0; k < NT; k++) sel[k] = al[k] && !rhyme[k];
                 t_o = any_o ? tones_of(NT, marks, sel) : 0;
-                memset(ing, 0, (size_t)V); /* characters of the row's still-open rhyme classes */
+                /* characters of the row's still-open rhyme classes, by the tone of the reading that gets
+                 * them there: a rhyme in a 仄 position must rhyme by a 仄 reading (词's 多音字) */
+                memset(ing, 0, (size_t)V);
                 for (int g = 0; g < vc->G; g++)
                     if (gr[g])
-                        for (int j = vc->grp_ptr[g]; j < vc->grp_ptr[g + 1]; j++) ing[vc->grp_idx[j]] = 1;
+                        for (int j = vc->grp_ptr[g]; j < vc->grp_ptr[g + 1]; j++)
+                            ing[vc->grp_idx[j]] |= vc->grp_tone[j];
             }
             const uint8_t pa = t_all & 1, za = (t_all >> 1) & 1, pr = t_r & 1, zr = (t_r >> 1) & 1;
             const uint8_t po = t_o & 1, zo = (t_o >> 1) & 1;
@@ -356,7 +361,8 @@ void shiren_mask(const Vocab *vc, int b, int NT, const uint8_t *marks, const uin
                 } else {
                     for (int v = 0; v < V; v++) {
                         uint8_t ok = cn[v] & (us[v] ^ 1) &
-                                     ((((pr & pg[v]) | (zr & ze[v])) & ing[v]) | (po & pg[v]) | (zo & ze[v]));
+                                     ((pr & pg[v] & ing[v]) | (zr & ze[v] & (ing[v] >> 1)) | (po & pg[v]) |
+                                      (zo & ze[v]));
                         mk[v] = ok;
                         n += ok;
                     }
@@ -391,13 +397,22 @@ void shiren_update(const Vocab *vc, int b, int NT, const uint8_t *marks, const u
             any_o |= keep[k] && !rhyme[k];
         }
         int all_r = any_r && !any_o, mixed = any_r && any_o, has = 0;
-        for (int j = vc->cls_ptr[v]; j < vc->cls_ptr[v + 1]; j++) has |= gr[vc->cls_idx[j]];
+        /* the rhyme's tone, from the rhyming templates: only the classes of readings in that tone count */
+        int rt = 0;
+        for (int k = 0; k < NT; k++)
+            if (keep[k] && rhyme[k]) {
+                const uint8_t *m = marks + 3 * k;
+                rt |= (m[M_ZHONG] ? 3 : 0) | (m[M_PING] ? 1 : 0) | (m[M_ZE] ? 2 : 0);
+            }
+        for (int j = vc->cls_ptr[v]; j < vc->cls_ptr[v + 1]; j++)
+            has |= gr[vc->cls_idx[j]] && (vc->cls_tone[j] & rt);
         int choose = mixed && has && tp;
         if (mixed)
             for (int k = 0; k < NT; k++) keep[k] = keep[k] && (choose ? rhyme[k] : !rhyme[k]);
         if ((all_r && has) || choose) { /* the row's open classes narrow to this character's */
             uint8_t *newg = calloc(G, 1);
-            for (int j = vc->cls_ptr[v]; j < vc->cls_ptr[v + 1]; j++) newg[vc->cls_idx[j]] = gr[vc->cls_idx[j]];
+            for (int j = vc->cls_ptr[v]; j < vc->cls_ptr[v + 1]; j++)
+                if (vc->cls_tone[j] & rt) newg[vc->cls_idx[j]] = gr[vc->cls_idx[j]];
             memcpy(gr, newg, G);
             free(newg);
         }
