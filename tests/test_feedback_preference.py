@@ -81,13 +81,33 @@ def test_kto_rows_and_stars_proxy():
     assert StarsProxy.fit([]).predict("水") == 3.0
 
 
+def _pref(values: list[float | None]) -> dict:
+    done = [v for v in values if v is not None]
+    return {"preference": sum(done) / len(done), "pref_by_request": values}
+
+
 def test_gates():
-    active = {"failed": 0, "format": 1.0, "rhyme": 1.0, "tone": 0.9, "repeat": 0.01, "preference": 3.0}
-    assert gate_reasons(active, {**active, "preference": 3.2}) == []
-    r = gate_reasons(active, {**active, "tone": 0.85, "repeat": 0.02, "preference": 3.0})
+    active = {"failed": 0, "format": 1.0, "rhyme": 1.0, "tone": 0.9, "repeat": 0.01, **_pref([3.0] * 12)}
+    assert gate_reasons(active, {**active, **_pref([3.2] * 12)}) == []
+    r = gate_reasons(active, {**active, "tone": 0.85, "repeat": 0.02, **_pref([3.0] * 12)})
     assert len(r) == 3 and r[0].startswith("tone dropped") and "repeated-char" in r[1] and "preference" in r[2]
-    assert gate_reasons(active, {**active, "preference": 3.05}, min_pref_gain=0.1)  # gain too small
-    assert gate_reasons({**active, "tone": None}, {**active, "tone": None, "preference": 4}) == []
+    assert gate_reasons(active, {**active, **_pref([3.05] * 12)}, min_pref_gain=0.1)  # gain too small
+    assert gate_reasons({**active, "tone": None}, {**active, "tone": None, **_pref([4.0] * 12)}) == []
+
+
+def test_gate_needs_a_measurable_paired_gain():
+    active = {"failed": 0, "format": 1.0, "rhyme": 1.0, "tone": 1.0, "repeat": 0.0, **_pref([3.0] * 12)}
+    # A higher mean from a few lucky poems: +1.5 on half the requests, -1.0 on the others.
+    noisy = {**active, **_pref([4.5, 2.0] * 6)}
+    assert noisy["preference"] > active["preference"]
+    r = gate_reasons(active, noisy)
+    assert len(r) == 1 and "not measurable" in r[0] and "95% interval" in r[0]
+    # The same mean gain on every request is measurable.
+    assert gate_reasons(active, {**active, **_pref([3.25] * 12)}) == []
+    # Pairs only where both sides wrote a poem; too few of them is no measurement.
+    few = {**active, "pref_by_request": [3.0] * 5 + [None] * 7}
+    r = gate_reasons(few, {**few, **_pref([3.5] * 5 + [None] * 7)})
+    assert len(r) == 1 and "too few" in r[0]
 
 
 def test_lock_prevents_overlap(tmp_path):

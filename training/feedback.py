@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from core.types import PoemRequest, ShirenError
+from training.metrics import bootstrap_ci
 
 KIND = "feedback"
 LOCK_NAME = "feedback.lock"
@@ -48,6 +49,7 @@ Progress = Callable[[float, str], None]
 # The fixed evaluation requests: form + title only (every adapter and the bare base understand these),
 # titles kept apart from anything the simulation trains on. Seeds fixed: candidate and active are compared
 # on exactly the same sampling noise.
+MIN_PAIRED_REQUESTS = 8  # held-out poems written on both sides, below which a gain is not measured
 EVAL_TITLES = ("春晓", "秋夜", "登楼", "山居", "送友", "寒食", "暮归", "客思")
 EVAL_FORMS = ("五绝", "七绝", "五律", "七律")
 
@@ -288,17 +290,20 @@ def evaluate_poet(poet, requests: list[PoemRequest], preference: Callable[[str],
     from training.evaluate import score_poem
 
     rows, failed = [], 0
+    by_request: list[float | None] = []  # aligned with `requests`, for paired comparisons
     for req in requests:
         try:
             norm = poet.validate(req)
             text = poet.write(norm)[0].text
         except ShirenError:
             failed += 1
+            by_request.append(None)
             continue
         s = score_poem(text, norm, poet.corpus_lines)
         s["pref"] = float(preference(text))
         s["text"] = text
         rows.append(s)
+        by_request.append(s["pref"])
 
     def rate(key):
         vals = [bool(r[key]) for r in rows if r.get(key) is not None]
@@ -309,6 +314,7 @@ def evaluate_poet(poet, requests: list[PoemRequest], preference: Callable[[str],
         "n": len(rows), "failed": failed, "format": rate("format"), "rhyme": rate("rhyme"), "tone": rate("tone"),
         "repeat": sum(r["repeat"] for r in rows) / n, "preference": sum(r["pref"] for r in rows) / n,
         "pref_values": [round(r["pref"], 4) for r in rows], "texts": [r["text"] for r in rows],
+        "pref_by_request": by_request,
     }
 
 
@@ -327,11 +333,24 @@ def gate_reasons(active: dict, cand: dict, min_pref_gain: float = 0.0) -> list[s
     if not cand["preference"] > active["preference"] + min_pref_gain:
         reasons.append(f"preference did not improve {active['preference']:.3f} → {cand['preference']:.3f}"
                        + (f" (needs > +{min_pref_gain})" if min_pref_gain else ""))
+    else:
+        # "Measurably helps": the same requests and seeds on both sides, so the gain is paired; its 95%
+        # bootstrap interval must lie above the required gain, not just its mean.
+        pairs = [c - a for a, c in zip(active.get("pref_by_request") or [], cand.get("pref_by_request") or [],
+                                       strict=False) if a is not None and c is not None]
+        if len(pairs) < MIN_PAIRED_REQUESTS:
+            reasons.append(f"too few held-out poems on both sides to measure the gain ({len(pairs)} < "
+                           f"{MIN_PAIRED_REQUESTS})")
+        else:
+            mean, lo, hi = bootstrap_ci(pairs)
+            if not lo > min_pref_gain:
+                reasons.append(f"preference gain +{mean:.3f} is not measurable: 95% interval [{lo:.3f}, {hi:.3f}] "
+                               f"over {len(pairs)} paired poems reaches {min_pref_gain:g}")
     return reasons
 
 
 def _summary(m: dict) -> dict:
-    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items() if k not in ("pref_values", "texts")}
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items() if k not in ("pref_values", "texts", "pref_by_request")}
 
 
 # ---- the round ----------------------------------------------------------------------------------------

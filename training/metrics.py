@@ -1,9 +1,11 @@
-"""Text metrics for generated poems: distinct-n, repeats, char-level BLEU and ROUGE-L."""
+"""Text metrics for generated poems: distinct-n, repeats, char-level BLEU and ROUGE-L; a bootstrap interval."""
 
 from __future__ import annotations
 
 import math
+import random
 import re
+import statistics
 from collections import Counter
 
 _PUNCT = re.compile(r"[，。？！；：、\n]")
@@ -61,3 +63,14 @@ def rouge_l(hyp: str, ref: str) -> float:
         return 0.0
     p, rc = lcs / len(h), lcs / len(r)
     return 2 * p * rc / (p + rc)
+
+
+def bootstrap_ci(values: list[float], n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float, float]:
+    """(mean, low, high): percentile bootstrap interval of the mean."""
+    if not values:
+        return (float("nan"),) * 3
+    rng = random.Random(seed)
+    n = len(values)
+    means = sorted(sum(rng.choice(values) for _ in range(n)) / n for _ in range(n_boot))
+    lo, hi = means[int(alpha / 2 * n_boot)], means[min(n_boot - 1, int((1 - alpha / 2) * n_boot))]
+    return statistics.fmean(values), lo, hi

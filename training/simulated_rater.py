@@ -8,13 +8,13 @@ the liked property is measured on held-out requests, with bootstrap confidence i
 
 from __future__ import annotations
 
-import random
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from core.types import PoemRequest, ShirenError
+from training.metrics import bootstrap_ci  # noqa: F401 - re-exported for callers of this module
 
 WATER = "水江河湖海波流泉溪浪潮雨涛潭浦渚汀滩涧津渡舟池塘洲沧澜漪瀑"
 
@@ -87,17 +87,6 @@ def measure(poet, requests: list[PoemRequest], rater: CharSetRater) -> list[dict
         rows.append({"ok": True, "text": text, "liked": rater.score(text), "liked2": float(rater.count(text) >= 2),
                      "format": s["format"], "rhyme": s["rhyme"], "tone": s["tone"], "repeat": s["repeat"]})
     return rows
-
-
-def bootstrap_ci(values: list[float], n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float, float]:
-    """(mean, low, high): percentile bootstrap interval of the mean."""
-    if not values:
-        return (float("nan"),) * 3
-    rng = random.Random(seed)
-    n = len(values)
-    means = sorted(sum(rng.choice(values) for _ in range(n)) / n for _ in range(n_boot))
-    lo, hi = means[int(alpha / 2 * n_boot)], means[min(n_boot - 1, int((1 - alpha / 2) * n_boot))]
-    return statistics.fmean(values), lo, hi
 
 
 def compare(before: list[dict], after: list[dict], n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
