@@ -526,3 +526,29 @@ def test_c_constraints_equal_torch_rules_on_random_states(poet):
                 (torch.arange(NT), torch.randint(0, 3, (NT,), generator=g)), torch.tensor(True))
             rhyme[0] = torch.rand(NT, generator=g) < 0.5
     assert all(n > 0 for n in events.values()), events
+
+
+def test_unbuildable_kernel_falls_back_with_a_warning(tmp_path, monkeypatch, caplog):
+    """A kernel dir that cannot be written (here: a file) or a missing compiler: no kernel, one warning,
+    and the poet still writes (through the PyTorch decoder)."""
+    from core.testing import tiny_poet
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    monkeypatch.setattr(fastc, "_tried", False)
+    monkeypatch.setattr(fastc, "_lib", None)
+    monkeypatch.setenv("SHIREN_KERNEL_DIR", str(blocker / "kernels"))
+    with caplog.at_level("WARNING", logger="shiren"):
+        assert fastc.load_kernel() is None
+    assert "decode kernel unavailable" in caplog.text and "PyTorch decoder" in caplog.text
+    poet = tiny_poet(seed=0)
+    try:
+        assert poet.engine.ev.c is None and type(poet.engine.fast).__name__ == "FastLlama"
+        assert poet.write(PoemRequest(form="五绝", seed=1))[0].text
+    finally:
+        poet.close()
+    monkeypatch.setattr(fastc, "_tried", False)
+    monkeypatch.setenv("SHIREN_KERNEL_DIR", str(tmp_path / "k"))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    with caplog.at_level("WARNING", logger="shiren"):
+        assert fastc.load_kernel() is None
