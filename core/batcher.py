@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from core.types import BusyError, PoemRequest
 
@@ -28,6 +28,9 @@ class Batcher:
         self._stop = False
         self.stats = {"steps": 0, "max_rows_in_step": 0, "jobs": 0}
         self._next_sweep = 0.0  # when to look for expired or cancelled waiting jobs again
+        # Finished jobs are ranked on another thread: the decode loop spends its time in the C kernel
+        # with the GIL released, so the two overlap.
+        self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shiren-rank")
         self._thread = threading.Thread(target=self._loop, name="shiren-batcher", daemon=True)
         self._thread.start()
 
@@ -51,6 +54,7 @@ class Batcher:
             self._stop = True
             self._cv.notify()
         self._thread.join(timeout=5)
+        self._finisher.shutdown(wait=True)  # finished jobs still get their poems
 
     def _expired(self, job, now: float) -> bool:
         _, fut, deadline = job.payload
@@ -81,10 +85,10 @@ class Batcher:
                 while self._waiting and len(engine.free) - sum(j.n_rows for j in admit) >= self._waiting[0].n_rows:
                     admit.append(self._waiting.popleft())
             with self.poet._lock:
-                for job in admit:
-                    if job.payload[1].set_running_or_notify_cancel():
-                        engine.admit(job)
-                        self.stats["jobs"] += 1
+                admit = [job for job in admit if job.payload[1].set_running_or_notify_cancel()]
+                if admit:
+                    engine.admit_many(admit)
+                    self.stats["jobs"] += len(admit)
                 now = time.monotonic()
                 for job in list(engine.jobs):
                     if self._expired(job, now):
@@ -100,9 +104,12 @@ class Batcher:
                         engine.release(job)
                         job.payload[1].set_exception(e)
                     continue
-            for job in finished:
-                req, fut, _ = job.payload
-                try:
-                    fut.set_result(self.poet.finish_job(req, job))
-                except Exception as e:  # noqa: BLE001
-                    fut.set_exception(e)
+            for job in finished:  # ranking (the 格律 analysis of each candidate) beside the decoding
+                self._finisher.submit(self._finish, job)
+
+    def _finish(self, job) -> None:
+        req, fut, _ = job.payload
+        try:
+            fut.set_result(self.poet.finish_job(req, job))
+        except Exception as e:  # noqa: BLE001
+            fut.set_exception(e)

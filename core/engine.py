@@ -148,12 +148,22 @@ class Engine:
 
     def admit(self, job: Job) -> None:
         """Give the job cache rows and feed its prompt (prefill)."""
-        self.init_job(job)
-        job.rows = torch.tensor([self.free.pop() for _ in range(job.n_rows)])
-        ids = torch.tensor([job.prompt_ids] * job.n_rows)
-        self._feed([job], ids, job.rows, torch.zeros(job.n_rows, dtype=torch.long))
-        job.pos = len(job.prompt_ids)
-        self.jobs.append(job)
+        self.admit_many([job])
+
+    def admit_many(self, jobs: list[Job]) -> None:
+        """Admit several jobs; prompts of the same length are prefilled in one forward."""
+        by_len: dict[int, list[Job]] = {}
+        for job in jobs:
+            self.init_job(job)
+            job.rows = torch.tensor([self.free.pop() for _ in range(job.n_rows)])
+            by_len.setdefault(len(job.prompt_ids), []).append(job)
+        for n, group in by_len.items():
+            ids = torch.tensor([j.prompt_ids for j in group for _ in range(j.n_rows)])  # (B, n)
+            rows = torch.cat([j.rows for j in group])
+            self._feed(group, ids, rows, torch.zeros(len(rows), dtype=torch.long))
+            for j in group:
+                j.pos = n
+        self.jobs.extend(jobs)
 
     def release(self, job: Job) -> None:
         if job.rows is not None:
@@ -332,8 +342,12 @@ class Engine:
         """Decode these jobs to completion (admitting each as rows free up)."""
         waiting = list(jobs)
         while waiting or self.jobs:
-            while waiting and self.can_admit(waiting[0]):
-                self.admit(waiting.pop(0))
+            admit, free = [], len(self.free)
+            while waiting and free >= waiting[0].n_rows:
+                free -= waiting[0].n_rows
+                admit.append(waiting.pop(0))
+            if admit:
+                self.admit_many(admit)
             if not self.jobs and waiting:
                 raise ValueError(f"a job needs {waiting[0].n_rows} rows; the engine has {self.fast.max_rows}")
             self.step()
