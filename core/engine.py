@@ -1,20 +1,25 @@
 """The fast decode engine: many requests, one KV cache, one forward per step, vectorised masks.
 
-Each request becomes a Job: its rows (candidates) hold slots of the FastLlama cache, its plan is
+Each request becomes a Job: its rows (candidates) hold slots of the model's KV cache, its plan is
 turned into per-slot tensors once, and its constraint state (still-possible templates, rhyme
-classes, used chars) lives in small tensors, so a step costs one model forward for every row of
-every job plus a handful of (rows × vocab) tensor ops per job. Jobs of different forms and
-lengths join and leave the batch between steps (core.batcher). The masks are the same rules as
-core.generate (the reference path), applied to whole batches at once.
+classes, used chars) lives in small tensors. A step is one forward for every row of every job
+(core.fastc's C kernel, or core.fastlm in PyTorch), the masks and their update per job, and one
+sampling call for all rows (C), or the same rules as tensor ops where the kernel is not built. Jobs
+of different forms and lengths join and leave the batch between steps (core.batcher). The masks are
+the same rules as core.generate (the reference path), applied to whole batches at once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
 from core.fastlm import FastLlama
+
+if TYPE_CHECKING:
+    from core.fastc import CFastLlama
 from core.generate import VocabIndex, sample
 from core.plan import Plan
 
@@ -116,7 +121,7 @@ class RowResult:
 
 
 class Engine:
-    def __init__(self, fast: FastLlama, ev: EngineVocab):
+    def __init__(self, fast: FastLlama | CFastLlama, ev: EngineVocab):
         self.fast, self.ev = fast, ev
         self.free = list(range(fast.max_rows))
         self.jobs: list[Job] = []
