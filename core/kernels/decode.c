@@ -156,22 +156,30 @@ static void matmul(const float *x, int N, int in, const void *W, int wbf16, int 
     }
 }
 #else
+/* Portable: the same panels, each row of a panel a contiguous run of 32 outputs (vectorised by the
+ * compiler for whatever SIMD -march=native gives). */
 static void matmul(const float *x, int N, int in, const void *W, int wbf16, int out, float *y, int acc) {
-    float *row = malloc(sizeof(float) * out);
-    for (int n = 0; n < N; n++) {
-        const float *xr = x + (size_t)n * in;
-        for (int o = 0; o < out; o++) row[o] = 0.f;
-        for (int i = 0; i < in; i++) {
-            float xv = xr[i];
-            for (int o = 0; o < out; o++) {
-                size_t idx = (size_t)(o / 32) * 32 * in + (size_t)i * 32 + o % 32;
-                row[o] += xv * (wbf16 ? bf16f(((const uint16_t *)W)[idx]) : ((const float *)W)[idx]);
+#pragma omp parallel for schedule(static) if ((long)N * in * out >= PAR_MIN_WORK)
+    for (int o0 = 0; o0 < out; o0 += 32) {
+        int w = out - o0 < 32 ? out - o0 : 32;
+        for (int n = 0; n < N; n++) {
+            const float *xr = x + (size_t)n * in;
+            float a[32] = {0};
+            for (int i = 0; i < in; i++) {
+                float xv = xr[i];
+                size_t base = (size_t)o0 * in + (size_t)i * 32;
+                if (wbf16) {
+                    const uint16_t *wr = (const uint16_t *)W + base;
+                    for (int j = 0; j < 32; j++) a[j] += xv * bf16f(wr[j]);
+                } else {
+                    const float *wr = (const float *)W + base;
+                    for (int j = 0; j < 32; j++) a[j] += xv * wr[j];
+                }
             }
+            float *yr = y + (size_t)n * out + o0;
+            for (int j = 0; j < w; j++) yr[j] = acc ? yr[j] + a[j] : a[j];
         }
-        float *yr = y + (size_t)n * out;
-        for (int o = 0; o < out; o++) yr[o] = acc ? yr[o] + row[o] : row[o];
     }
-    free(row);
 }
 #endif
 
