@@ -552,3 +552,21 @@ def test_unbuildable_kernel_falls_back_with_a_warning(tmp_path, monkeypatch, cap
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     with caplog.at_level("WARNING", logger="shiren"):
         assert fastc.load_kernel() is None
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    """Each output is computed by one thread in a fixed order: 1 or 2 threads give bitwise the same
+    logits (so the same poems for a seed on any machine setting)."""
+    m = MODELS["d64"]()
+    shape = LlamaShape.from_config(m.config.to_dict())
+    x = torch.randint(0, 300, (8, 12), generator=torch.Generator().manual_seed(5))
+    outs = []
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)  # the kernel's OpenMP shares torch's thread setting
+            f = CFastLlama(LIB, shape, m.state_dict(), max_rows=8)
+            outs.append(f.forward(x, torch.arange(8), torch.zeros(8, dtype=torch.long)))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(outs[0], outs[1])
