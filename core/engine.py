@@ -314,7 +314,11 @@ class Engine:
             else:
                 feeding.append(job)
                 toks.append(tok)
-        if feeding:
+        if len(feeding) == 1:  # one request (a CLI call): no concatenation
+            j = feeding[0]
+            self._feed(feeding, toks[0][:, None], j.rows, torch.full((j.n_rows,), j.pos, dtype=torch.long))
+            j.pos += 1
+        elif feeding:
             tokens = torch.cat(toks)[:, None]  # (B, 1)
             rows = torch.cat([j.rows for j in feeding])
             start = torch.cat([torch.full((j.n_rows,), j.pos, dtype=torch.long) for j in feeding])

@@ -73,6 +73,8 @@ def _build(src: Path, out: Path) -> None:
 def load_kernel() -> ctypes.CDLL | None:
     """The compiled decode kernel, or None where it cannot be built here."""
     global _lib, _tried
+    if _tried:  # read every sampling step: no lock once decided
+        return _lib
     with _lock:
         if _tried:
             return _lib
@@ -143,7 +145,8 @@ class CConstraints:
              used: torch.Tensor, failed: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
         b, NT = alive.shape
         out = torch.empty((b, self._vocab.V), dtype=torch.bool)
-        fixed = fixed.to(torch.int64).contiguous()
+        if fixed.dtype != torch.int64 or not fixed.is_contiguous():
+            fixed = fixed.to(torch.int64).contiguous()
         self.lib.shiren_mask(ctypes.byref(self._vocab), b, NT, _ptr(marks), _ptr(rhyme), _ptr(alive), _ptr(groups),
                              _ptr(used), _ptr(failed), fixed.data_ptr(), fixed.numel(), out.data_ptr())
         return out
@@ -151,7 +154,8 @@ class CConstraints:
     def update(self, marks: torch.Tensor, rhyme: torch.Tensor, tok: torch.Tensor, alive: torch.Tensor,
                groups: torch.Tensor, used: torch.Tensor, failed: torch.Tensor) -> None:
         b, NT = alive.shape
-        tok = tok.to(torch.int64).contiguous()
+        if tok.dtype != torch.int64 or not tok.is_contiguous():
+            tok = tok.to(torch.int64).contiguous()
         self.lib.shiren_update(ctypes.byref(self._vocab), b, NT, _ptr(marks), _ptr(rhyme), tok.data_ptr(),
                                _ptr(alive), _ptr(groups), _ptr(used), _ptr(failed))
 
@@ -160,12 +164,17 @@ def c_sample(lib: ctypes.CDLL, logits: torch.Tensor, mask: torch.Tensor, tempera
              top_p: float | torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(tokens, full-vocabulary log-probs) — see shiren_sample in decode.c. temperature and top_p:
     one value for all rows, or one per row (B,)."""
-    logits = logits.float().contiguous()
-    mask = mask.bool().contiguous()
-    u = u.to(torch.float64).contiguous()
+    if logits.dtype != torch.float32 or not logits.is_contiguous():
+        logits = logits.float().contiguous()
+    if mask.dtype != torch.bool or not mask.is_contiguous():
+        mask = mask.bool().contiguous()
+    if u.dtype != torch.float64 or not u.is_contiguous():
+        u = u.to(torch.float64).contiguous()
     b, V = logits.shape
-    temps = torch.as_tensor(temperature, dtype=torch.float64).expand(b).contiguous()
-    tops = torch.as_tensor(top_p, dtype=torch.float64).expand(b).contiguous()
+    temps = torch.full((b,), float(temperature), dtype=torch.float64) if not isinstance(temperature, torch.Tensor) \
+        else temperature.to(torch.float64).contiguous()
+    tops = torch.full((b,), float(top_p), dtype=torch.float64) if not isinstance(top_p, torch.Tensor) \
+        else top_p.to(torch.float64).contiguous()
     tok = torch.empty(b, dtype=torch.int64)
     logp = torch.empty(b, dtype=torch.float32)
     lib.shiren_sample(b, V, logits.data_ptr(), mask.data_ptr(), temps.data_ptr(), tops.data_ptr(), u.data_ptr(),
@@ -247,8 +256,8 @@ class CFastLlama:
         B, T = tokens.shape
         if check:
             self._check(tokens, rows, start)
-        tokens = tokens.to(torch.int64).contiguous()
-        rows, start = rows.to(torch.int64).contiguous(), start.to(torch.int64).contiguous()
+        tokens, rows, start = (t if t.dtype == torch.int64 and t.is_contiguous() else t.to(torch.int64).contiguous()
+                               for t in (tokens, rows, start))
         out = torch.empty((B, self.d), dtype=torch.float32)
         rc = self.lib.shiren_hidden(ctypes.byref(self._dims), self._ptrs, B, T, tokens.data_ptr(), rows.data_ptr(),
                                     start.data_ptr(), out.data_ptr())
@@ -269,7 +278,8 @@ class CFastLlama:
             raise ValueError(f"token id out of range (vocabulary of {self.vocab_size})")
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
-        h = h.float().contiguous()
+        if h.dtype != torch.float32 or not h.is_contiguous():
+            h = h.float().contiguous()
         out = torch.empty((h.shape[0], self.vocab_size), dtype=torch.float32)
         self.lib.shiren_logits(ctypes.byref(self._dims), self._ptrs, h.shape[0], h.data_ptr(), out.data_ptr())
         return out

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from core.fastc import c_sample, load_kernel
 from core.gelv.table import tone_classes
 from core.plan import Plan, rhyme_keys, rhyme_tone_of
 
@@ -180,8 +181,6 @@ def sample(logits: torch.Tensor, mask: torch.Tensor, temperature: float, top_p: 
     """(B,) token ids from (B, V) logits restricted to `mask`, with temperature and nucleus sampling, and
     their log-probabilities under the unrestricted model. One uniform per row from `gen`; the C kernel
     does the work where it is built (the fast engine and the reference path share this function)."""
-    from core.fastc import c_sample, load_kernel
-
     u = torch.rand(logits.shape[0], generator=gen, dtype=torch.float64)
     lib = load_kernel()
     if lib is not None:
