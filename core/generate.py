@@ -114,7 +114,8 @@ def row_mask(vi: VocabIndex, kind: str, slot, st: RowState) -> torch.Tensor:
         return base & tone_m
     names = vi.classes[kind]
     sel = torch.tensor([1.0 if g in st.groups else 0.0 for g in names])
-    rhyme_tones = {slot.marks[t] for t in rhyming} - {"中"} or {"平", "仄"}
+    rhyme_marks = {slot.marks[t] for t in rhyming}
+    rhyme_tones = {"平", "仄"} if "中" in rhyme_marks else rhyme_marks  # as the engine: 中 allows either
     rhyme_m = torch.zeros_like(base)
     for t in rhyme_tones:  # a reading of this tone, in one of the row's rhyme classes
         rhyme_m |= vi.tone_mask[t] & ((sel @ vi.class_matrix_tone[kind][t]) > 0)

@@ -90,3 +90,33 @@ def test_checker_reads_a_ze_rhyme_by_its_ze_reading():
     last = bad.lines[-1].chars[-1]
     assert last.char == CH and last.is_rhyme_pos
     assert not bad.rhyme_ok and "不押韵" in last.violations
+
+
+@pytest.mark.parametrize("kind", ["词", "近体"])
+def test_reference_and_engine_agree_when_a_rhyming_template_allows_either_tone(poet, kind):
+    """Rhyming templates marked 平 and 中 at one slot: a 仄 rhyme is fine under the 中 one, so both the
+    reference rules and the engine (C and torch) allow either tone there, by the matching reading."""
+    eng, ev, vi = poet.engine, poet.engine.ev, poet.vi
+    bu = ev.names[kind][0]
+    slot = Slot(kind="char", marks=("平", "中"), rhyme=(True, True))
+    ref = row_mask(vi, kind, slot, RowState(templates={0, 1}, groups={bu}, used=set()))
+    job = _job(ev, "平", "10")
+    job.pt.marks = torch.tensor([[[True, False, False], [False, False, True]]])  # 平, 中
+    job.pt.rhyme = torch.ones((1, 2), dtype=torch.bool)
+    job.alive = torch.ones((1, 2), dtype=torch.bool)
+    job.groups.zero_()
+    job.groups[0, ev.offset[kind] + ev.names[kind].index(bu)] = True
+    saved = ev.c
+    try:
+        for c in ([saved] if saved is not None else []) + [None]:
+            ev.c = c
+            state = (job.alive.clone(), job.groups.clone(), job.used.clone(), job.failed.clone())
+            m = Engine._mask(eng, job)[0]
+            job.alive, job.groups, job.used, job.failed = state
+            assert torch.equal(m, ref), "C" if c is not None else "torch"
+    finally:
+        ev.c = saved
+    if kind == "词":  # 词 classes hold 仄 readings too: some 仄-only characters are allowed
+        assert bool((ref & vi.ze & ~vi.ping).any())
+    else:  # 近体 classes are 平 groups: only characters with a 平 reading can be in one
+        assert not bool((ref & vi.ze & ~vi.ping).any()) and bool(ref.any())
