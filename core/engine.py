@@ -24,6 +24,7 @@ from core.generate import VocabIndex, sample
 from core.plan import Plan
 
 MARK_INDEX = {"平": 0, "仄": 1, "中": 2}
+SAMPLED, COPIED = -1, -2  # PlanTensors.forced_list codes besides token ids
 
 
 class EngineVocab:
@@ -54,10 +55,13 @@ class PlanTensors:
     rhyme: torch.Tensor  # (S, NT) bool
     kind: str
     fixed_chars: torch.Tensor  # (k,) ids of the user-fixed characters (never reused elsewhere)
-    forced_list: list[int] = field(default_factory=list)  # `forced` as Python ints (read every step)
+    copy_of: list[int] = field(default_factory=list)  # 叠句: the slot each slot repeats, or -1
+    # Per slot, read every step: a token id (forced), SAMPLED, or COPIED (each row repeats its own char).
+    forced_list: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.forced_list = self.forced.tolist()
+        self.forced_list = [COPIED if c >= 0 else f for f, c in zip(self.forced.tolist(), self.copy_of or
+                                                                  [-1] * len(self.forced), strict=True)]
 
 
 def plan_tensors(plan: Plan, vi: VocabIndex) -> PlanTensors:
@@ -78,7 +82,8 @@ def plan_tensors(plan: Plan, vi: VocabIndex) -> PlanTensors:
             rhyme[i, t] = s.rhyme[t]
     fixed = torch.tensor(sorted({vi.char_id(s.fixed) for s in plan.slots if s.kind == "char" and s.fixed}),
                          dtype=torch.long)
-    return PlanTensors(forced, marks, rhyme, "词" if plan.form == "词" else "近体", fixed)
+    return PlanTensors(forced, marks, rhyme, "词" if plan.form == "词" else "近体", fixed,
+                       [s.copy_of if s.kind == "char" else -1 for s in plan.slots])
 
 
 @dataclass
@@ -269,6 +274,9 @@ class Engine:
                 toks[i] = torch.full((job.n_rows,), f, dtype=torch.long)
                 if job.plan.slots[job.slot].kind == "char":
                     self._update(job, toks[i])
+            elif f == COPIED:  # 叠句: every row repeats the char it wrote at the source slot
+                toks[i] = job.out[:, job.pt.copy_of[job.slot]].clone()
+                self._update(job, toks[i])
             else:
                 sampling.append(i)
         if len(sampling) > 1 and self.ev.c is not None:
@@ -331,7 +339,7 @@ class Engine:
         """One forward for these jobs' rows; the output projection (a third of a step) only for the jobs
         whose next slot is sampled — before punctuation or a user-fixed character none is needed."""
         h = self.fast.hidden(tokens, rows, start, check=False)  # (B, d); the engine's own rows and positions
-        need = [not j.done and j.pt.forced_list[j.slot] < 0 for j in jobs]
+        need = [not j.done and j.pt.forced_list[j.slot] == SAMPLED for j in jobs]
         sel, i = [], 0
         for j, nd in zip(jobs, need, strict=True):
             if nd:

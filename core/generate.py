@@ -205,6 +205,14 @@ def generate(model, tokenizer, vi: VocabIndex, plan: Plan, prompt: str, batch: i
     out_ids: list[list[int]] = [[] for _ in range(batch)]
     logits = None
     for slot in plan.slots:
+        if slot.kind == "char" and slot.copy_of >= 0 and not slot.fixed:  # 叠句: each row repeats its char
+            tids = [o[slot.copy_of] for o in out_ids]
+            for r, t in zip(rows, tids, strict=True):
+                update_row(vi, kind, slot, r, t)
+            for o, t in zip(out_ids, tids, strict=True):
+                o.append(t)
+            pending = torch.cat([pending, torch.tensor(tids, dtype=torch.long)[:, None]], dim=1)
+            continue
         if slot.kind == "punct" or slot.fixed:
             tid = vi.char_id(slot.text if slot.kind == "punct" else slot.fixed)
             if slot.kind == "char":

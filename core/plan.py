@@ -36,6 +36,7 @@ class Slot:
     fixed: str = ""  # a user-given char (acrostic, first line, keyword)
     marks: tuple[str, ...] = ()
     rhyme: tuple[bool, ...] = ()
+    copy_of: int = -1  # 叠句: the index of the slot whose char this one repeats (each candidate its own)
 
 
 @dataclass
@@ -123,6 +124,17 @@ def _ci_slots(cipai: str, rng: random.Random, first_line: str) -> tuple[list[Slo
         slots.append(Slot("punct", text=c.punct if c.punct in "，。？！；、" else "，", line=i))
         if c.punct in "。？！；":
             breaks.append(len(slots) - 1)
+    # 叠句: clause i repeats the end of clause i-1. The copy carries its own tone and rhyme, so the
+    # repeating slots are free of marks and not rhyme positions of their own.
+    char_idx = {i: [k for k, s in enumerate(slots) if s.kind == "char" and s.line == i] for i in range(len(pat.clauses))}
+    for i in pat.repeats:  # type: ignore[attr-defined]
+        src, dst = char_idx[i - 1], char_idx[i]
+        for k, d in enumerate(dst):
+            sl = slots[d]
+            sl.own = (sl.marks, sl.rhyme, sl.relaxed)  # type: ignore[attr-defined]  # if the 叠句 is dropped
+            sl.copy_of = src[len(src) - len(dst) + k]
+            sl.marks, sl.rhyme = ("中",), (False,)
+            sl.relaxed = ("中",)  # type: ignore[attr-defined]
     if not breaks or breaks[-1] != len(slots) - 1:
         slots[-1].text = "。"
         breaks.append(len(slots) - 1)
@@ -153,6 +165,15 @@ def _consistent(slots: list[Slot], templates: frozenset[int], form: str) -> tupl
     return frozenset(alive), groups
 
 
+def _drop_overridden_repeats(slots: list[Slot]) -> None:
+    """A user's char (acrostic head, first line) inside a 叠句 wins: that clause is written freely."""
+    for line in {s.line for s in slots if s.copy_of >= 0 and s.fixed}:
+        for s in slots:
+            if s.line == line and s.copy_of >= 0:
+                s.copy_of = -1
+                s.marks, s.rhyme, s.relaxed = s.own  # type: ignore[attr-defined]
+
+
 def build_plan(req: PoemRequest, rng: random.Random) -> Plan:
     """The slots for a normalised request, with acrostic, first line and keywords fixed in place."""
     if req.form == "词":
@@ -171,6 +192,7 @@ def build_plan(req: PoemRequest, rng: random.Random) -> Plan:
         if len(req.first_line) != len(line_slots[0]):
             raise RequestError(f"the first line must have {len(line_slots[0])} characters")
         line_slots[0][j].fixed = ch
+    _drop_overridden_repeats(slots)
     all_t = frozenset(range(n_t))
     alive, groups = _consistent(slots, all_t, req.form)
     if not alive:
@@ -188,6 +210,8 @@ def build_plan(req: PoemRequest, rng: random.Random) -> Plan:
                 span = ls[start : start + len(kw)]
                 if any(s.fixed and s.fixed != c for s, c in zip(span, kw, strict=True)):
                     continue
+                if any(s.copy_of >= 0 for s in span):
+                    continue  # a 叠句 repeats the clause before: a keyword goes there, not here
                 for s, c in zip(span, kw, strict=True):
                     s.fixed, s._prev = c, s.fixed  # type: ignore[attr-defined]
                 a, _ = _consistent(slots, alive, req.form)

@@ -37,11 +37,18 @@ def assert_guarantees(req: PoemRequest, text: str) -> None:
         assert a.tone_relaxed_ok, (text, a.findings)
         # Punctuation: ， after odd lines, 。 after even lines.
         assert re.sub(r"[^，。]", "", text) == "，。" * (n // 2)
-    else:
-        pat_lengths = {p.lengths for p in cipai_patterns(req.cipai)}
-        assert tuple(len(c) for c in cl) in pat_lengths, text
+    repeats: list[int] = []
+    if req.form not in LINES:
+        pats = {p.lengths: p for p in cipai_patterns(req.cipai)}
+        assert tuple(len(c) for c in cl) in pats, text
         a = analyze(text, cipai=req.cipai)
         assert a.rhyme_ok, (text, a.findings)
+        # 叠句: the clauses the pattern repeats do repeat the end of the clause before (unless the
+        # request fixed a char there: an acrostic head wins).
+        heads = range(len(req.acrostic))
+        repeats = [i for i in pats[tuple(len(c) for c in cl)].repeats if i not in heads]
+        for i in repeats:
+            assert cl[i] == cl[i - 1][-len(cl[i]):], (i, text)
     for i, ch in enumerate(req.acrostic):
         assert cl[i][0] == ch, (req.acrostic, text)
     for kw in req.keywords:
@@ -50,7 +57,7 @@ def assert_guarantees(req: PoemRequest, text: str) -> None:
         assert cl[0] == req.first_line
     # No character repeated except where the request itself fixed it.
     fixed = set(req.acrostic + req.first_line + "".join(req.keywords))
-    body = [c for c in text if c not in "，。？！；、\n"]
+    body = [c for i, c_ in enumerate(cl) if i not in repeats for c in c_]
     assert all(body.count(c) == 1 for c in set(body) - fixed), text
 
 

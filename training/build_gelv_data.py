@@ -324,6 +324,20 @@ PUNCT_MAP = {"，": "，", "、": "，", "：": "，", "。": "。", "？": "。
 CLAUSE_RE = re.compile(r"([^，、：。？！；]+)([，、：。？！；]|$)")
 
 
+def pattern_repeats(members: list[list[tuple[str, str]]], min_share: float = 0.6) -> list[int]:
+    """叠句: the clauses i that repeat the end of clause i-1 (如梦令's 「知否，知否」, 忆秦娥's
+    「秦楼月」 after 「…梦断秦楼月」) in at least `min_share` of the poems of one pattern (3 or more)."""
+    n = len(members)
+    if n < 3:
+        return []
+    out = []
+    for i in range(1, len(members[0])):
+        hits = sum(1 for cl in members if len(cl[i][0]) <= len(cl[i - 1][0]) and cl[i - 1][0].endswith(cl[i][0]))
+        if hits / n >= min_share:
+            out.append(i)
+    return out
+
+
 def build_cipai(corpus: Path, table_data: dict, min_count: int = 2, max_variants: int = 6) -> dict:
     groups = table_data["groups"]
     rd: dict[str, set[str]] = collections.defaultdict(set)
@@ -420,7 +434,11 @@ def build_cipai(corpus: Path, table_data: dict, min_count: int = 2, max_variants
                 rtone = "仄"
             else:
                 rtone = "mixed"
-            pats.append({"count": n, "rhyme_tone": rtone, "clauses": " ".join(clauses)})
+            pat = {"count": n, "rhyme_tone": rtone, "clauses": " ".join(clauses)}
+            reps = pattern_repeats(members)
+            if reps:
+                pat["repeats"] = reps
+            pats.append(pat)
         out[name] = {"total": len(plist), "patterns": pats}
     order = sorted(out, key=lambda k: -out[k]["total"])
     alias_out = {a: n for a, n in aliases.items() if a != n and a not in out}

@@ -34,6 +34,8 @@ class CipaiPattern:
     count: int  # poems in 全宋词 following it
     rhyme_tone: str  # "平" / "仄" / "mixed"
     total: int = 0  # poems of this 词牌 in 全宋词 (all variants)
+    # 叠句: clauses that repeat the end of the clause before (如梦令's 「知否，知否」), as most poems do
+    repeats: tuple[int, ...] = ()
 
     @property
     def text_length(self) -> int:
@@ -50,6 +52,7 @@ class CipaiPattern:
         return {
             "name": self.name, "count": self.count, "rhyme_tone": self.rhyme_tone,
             "text_length": self.text_length, "clauses": [c.to_dict() for c in self.clauses],
+            "repeats": list(self.repeats),
         }
 
 
@@ -107,7 +110,7 @@ def cipai_patterns(name: str) -> list[CipaiPattern]:
         rec = _load()["cipai"][key]
         pats = [
             CipaiPattern(key, tuple(_parse_clause(c) for c in p["clauses"].split()), p["count"], p["rhyme_tone"],
-                         rec["total"])
+                         rec["total"], tuple(p.get("repeats", ())))
             for p in rec["patterns"]
         ]
         _CACHE[key] = pats
