@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from core.fastc import CConstraints, c_sample, load_kernel
 from core.fastlm import FastLlama
 
 if TYPE_CHECKING:
@@ -35,14 +36,11 @@ class EngineVocab:
         self.content, self.ping, self.ze = vi.content, vi.ping & vi.content, vi.ze & vi.content
         self.names = {k: vi.classes[k] for k in ("近体", "词")}
         self.offset = {"近体": 0, "词": len(self.names["近体"])}
-        self.class_matrix = torch.cat([vi.class_matrix["近体"], vi.class_matrix["词"]], 0) > 0  # (G, V)
         # Membership through a 平 / a 仄 reading (a 词 rhyme rhymes by the reading of its position's tone).
         self.class_p, self.class_z = (torch.cat([vi.class_matrix_tone["近体"][t], vi.class_matrix_tone["词"][t]], 0) > 0
                                       for t in ("平", "仄"))
         self.class_p_f, self.class_z_f = self.class_p.float(), self.class_z.float()
-        self.n_classes = self.class_matrix.shape[0]
-        from core.fastc import CConstraints, load_kernel
-
+        self.n_classes = self.class_p.shape[0]
         lib = load_kernel()  # the same rules in C, where it builds: ~100x fewer tensor ops per step
         self.c = CConstraints(lib, self.content, self.ping, self.ze, self.class_p, self.class_z) \
             if lib is not None else None
@@ -54,7 +52,7 @@ class PlanTensors:
     marks: torch.Tensor  # (S, NT, 3) bool over 平/仄/中 (relaxed marks at fixed chars, strict elsewhere)
     rhyme: torch.Tensor  # (S, NT) bool
     kind: str
-    fixed_chars: torch.Tensor  # (k,) ids of the user-fixed characters (never reused elsewhere)
+    fixed_chars: torch.Tensor  # (k,) ids of the user-fixed (content) characters, never reused elsewhere
     copy_of: list[int] = field(default_factory=list)  # 叠句: the slot each slot repeats, or -1
     # Per slot, read every step: a token id (forced), SAMPLED, or COPIED (each row repeats its own char).
     forced_list: list[int] = field(default_factory=list)
@@ -80,8 +78,8 @@ def plan_tensors(plan: Plan, vi: VocabIndex) -> PlanTensors:
         for t in range(NT):
             marks[i, t, MARK_INDEX[ms[t]]] = True
             rhyme[i, t] = s.rhyme[t]
-    fixed = torch.tensor(sorted({vi.char_id(s.fixed) for s in plan.slots if s.kind == "char" and s.fixed}),
-                         dtype=torch.long)
+    fixed = torch.tensor(sorted({i for s in plan.slots if s.kind == "char" and s.fixed
+                                 for i in [vi.char_id(s.fixed)] if vi.content[i]}), dtype=torch.long)
     return PlanTensors(forced, marks, rhyme, "词" if plan.form == "词" else "近体", fixed,
                        [s.copy_of if s.kind == "char" else -1 for s in plan.slots])
 
@@ -145,10 +143,7 @@ class Engine:
         if idx:
             job.groups[:, idx] = True
         job.used = torch.zeros((b, ev.vi.size), dtype=torch.bool)
-        fixed = job.pt.forced[job.pt.forced >= 0]
-        chars = [int(t) for t in fixed if ev.content[int(t)]]
-        if chars:
-            job.used[:, chars] = True
+        job.used[:, job.pt.fixed_chars] = True
         job.logprob = torch.zeros(b)
         job.failed = torch.zeros(b, dtype=torch.bool)
         job.out = torch.zeros((b, len(job.plan.slots)), dtype=torch.long)
@@ -216,11 +211,9 @@ class Engine:
         mask = legal & ~job.used
         empty = ~mask.any(1)
         if bool(empty.any()):  # dead end: allow a repeated char, then anything (the row is marked failed)
-            fixed = [int(t) for t in job.pt.forced[job.pt.forced >= 0] if ev.content[int(t)]]
             for b in empty.nonzero().flatten().tolist():
                 job.used[b] = False
-                if fixed:
-                    job.used[b, fixed] = True
+                job.used[b, job.pt.fixed_chars] = True
                 mask[b] = legal[b] & ~job.used[b]
                 if not bool(mask[b].any()):
                     job.failed[b] = True
@@ -280,8 +273,6 @@ class Engine:
             else:
                 sampling.append(i)
         if len(sampling) > 1 and self.ev.c is not None:
-            from core.fastc import c_sample, load_kernel
-
             js = [jobs[i] for i in sampling]
             masks = [self._mask(j) for j in js]
             u = torch.cat([torch.rand(j.n_rows, generator=j.gen, dtype=torch.float64) for j in js])

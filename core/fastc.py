@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from core.fastlm import LlamaShape
+from core.fastlm import FastLlama, LlamaShape
 
 CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fopenmp", "-fPIC", "-shared", "-std=c11"]
 _lock = threading.Lock()
@@ -290,8 +290,6 @@ class CFastLlama:
 
 def fast_llama(shape: LlamaShape, state_dict: dict[str, torch.Tensor], **kw):
     """The C forward where it builds, else the PyTorch one."""
-    from core.fastlm import FastLlama
-
     lib = load_kernel()
     if lib is not None:
         return CFastLlama(lib, shape, state_dict, **kw)

@@ -54,11 +54,12 @@ class VocabIndex:
             ze[i] = "仄" in tc
             for g in rhyme_keys(tok, "近体"):
                 keys_jinti.setdefault(g, []).append(i)
-            for b in rhyme_keys(tok, "词"):
-                keys_ci.setdefault(b, []).append(i)
-            for t in ("平", "仄"):
-                for b in rhyme_keys(tok, "词", t):
+            by_tone = {t: rhyme_keys(tok, "词", t) for t in ("平", "仄")}
+            for t, bus in by_tone.items():
+                for b in bus:
                     keys_ci_tone[t].setdefault(b, []).append(i)
+            for b in by_tone["平"] | by_tone["仄"]:  # every reading is 平 or 仄: together, all its 部
+                keys_ci.setdefault(b, []).append(i)
         self.content, self.ping, self.ze = content, ping, ze
         self.tone_mask = {"平": content & ping, "仄": content & ze, "中": content}
         self.classes: dict[str, tuple[str, ...]] = {}

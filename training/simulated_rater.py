@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.types import PoemRequest, ShirenError
-from training.metrics import bootstrap_ci  # noqa: F401 - re-exported for callers of this module
+from training.metrics import bootstrap_ci
 
 WATER = "水江河湖海波流泉溪浪潮雨涛潭浦渚汀滩涧津渡舟池塘洲沧澜漪瀑"
 
