@@ -1,6 +1,7 @@
 """A compact set of every clause (句) in the corpus, to keep generated lines from copying famous ones.
 
-Stored as sorted uint32 CRC-32 hashes (about 4 bytes a clause; false-positive rate ~ n/2^32).
+Stored as sorted uint32 CRC-32 hashes (about 4 bytes a clause; false-positive rate ~ n/2^32). Clauses
+are hashed in their normalised form (core.variants: one form per character), as the training text is.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+
+from core.variants import normalise
 
 FILE_NAME = "corpus_lines.npy"
 
@@ -28,7 +31,7 @@ class CorpusLines:
 
     @classmethod
     def from_clauses(cls, clauses: Iterable[str]) -> CorpusLines:
-        return cls(np.fromiter((line_hash(c) for c in clauses), dtype=np.uint32))
+        return cls(np.fromiter((line_hash(normalise(c)) for c in clauses), dtype=np.uint32))
 
     @classmethod
     def load(cls, path: Path) -> CorpusLines | None:
@@ -43,7 +46,7 @@ class CorpusLines:
         tmp.replace(path)
 
     def __contains__(self, clause: str) -> bool:
-        h = np.uint32(line_hash(clause))
+        h = np.uint32(line_hash(normalise(clause)))
         i = int(np.searchsorted(self.hashes, h))
         return i < len(self.hashes) and self.hashes[i] == h
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import torch
 
 from core.fastc import c_sample, load_kernel
-from core.gelv.table import tone_classes
+from core.gelv.usage import common_tone_classes
 from core.plan import Plan, rhyme_keys, rhyme_tone_of
+from core.variants import is_standard
 
 # A rhyme class needs this many characters in the vocabulary to be offered (avoids 窄韵 dead ends).
 MIN_RHYME_CHARS = 12
@@ -27,7 +28,10 @@ def _is_cjk(tok: str) -> bool:
 
 
 class VocabIndex:
-    """Per-token facts the masks are built from, computed once per tokenizer."""
+    """Per-token facts the masks are built from, computed once per tokenizer: the one definition of the
+    rules that the reference path (below), the engine's torch rules and the C kernel (core.engine) all
+    read. Tones and rhyme classes are those of common readings (core.gelv.usage); a variant form
+    (core.variants) is never content, so generated text has one form per character."""
 
     def __init__(self, tokenizer):
         vocab = tokenizer.get_vocab()
@@ -44,9 +48,9 @@ class VocabIndex:
         keys_ci: dict[str, list[int]] = {}
         keys_ci_tone: dict[str, dict[str, list[int]]] = {"平": {}, "仄": {}}
         for i, tok in enumerate(self.id_to_tok):
-            if not _is_cjk(tok):
+            if not _is_cjk(tok) or not is_standard(tok):
                 continue
-            tc = tone_classes(tok)
+            tc = common_tone_classes(tok)
             if not tc:
                 continue  # unknown tone: never offered, so every char's tone is checkable
             content[i] = True
@@ -134,7 +138,7 @@ def row_mask(vi: VocabIndex, kind: str, slot, st: RowState) -> torch.Tensor:
 def update_row(vi: VocabIndex, kind: str, slot, st: RowState, tok_id: int) -> None:
     """Narrow this row's templates and rhyme classes after `tok_id` went into `slot`."""
     ch = vi.id_to_tok[tok_id]
-    tc = tone_classes(ch)
+    tc = common_tone_classes(ch)
     marks = slot.relaxed if slot.fixed else slot.marks
     keep = {t for t in st.templates if marks[t] == "中" or marks[t] in tc}
     rhyming = {t for t in keep if slot.rhyme[t]}

@@ -4,6 +4,9 @@ A plan is a sequence of slots (characters and punctuation). Every row of a batch
 slots; what differs per row is which tonal templates and which rhyme groups are still possible, so
 that the model, not a coin, decides 平起/仄起, 首句入韵 and the rhyme group (see core.generate).
 
+Every rule reads a 多音字 by its common readings only (core.gelv.usage): a tone or rhyme group that
+real poets rarely give a character at that kind of position does not count.
+
 近体: the four standard templates (core.gelv.patterns). Free slots follow the *strict* marks (which
 also rule out 孤平 and 三平尾); user-fixed chars (acrostic, first line, keywords) need only satisfy
 the relaxed rule (2nd/4th/6th char and line ends), which is what the guarantee covers.
@@ -15,9 +18,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from core.gelv import cipai_patterns, jinti_templates, tone_classes
+from core.gelv import cipai_patterns, jinti_templates
 from core.gelv.patterns import relaxed_positions
-from core.gelv.table import cilin_bu, ping_groups
+from core.gelv.usage import common_cilin_bu, common_ping_groups, common_tone_classes
 from core.requests import LINES
 from core.types import PoemRequest, RequestError
 
@@ -60,11 +63,12 @@ class Plan:
 
 
 def rhyme_keys(ch: str, plan_form: str, tone: str | None = None) -> frozenset[str]:
-    """The rhyme classes a char can belong to: 平水韵 平 groups (近体) or 词林正韵 部 (词). For 词, `tone`
-    ("平" / "仄") keeps only the 部 of the char's readings in that tone (None or "中": all)."""
+    """The rhyme classes a char belongs to through its common readings (core.gelv.usage): 平水韵 平
+    groups (近体) or 词林正韵 部 (词). For 词, `tone` ("平" / "仄") keeps only the 部 of the char's
+    readings in that tone (None or "中": all)."""
     if plan_form == "词":
-        return frozenset(str(b) for b in cilin_bu(ch, tone))
-    return ping_groups(ch)
+        return frozenset(str(b) for b in common_cilin_bu(ch, tone))
+    return common_ping_groups(ch)
 
 
 def rhyme_tone_of(marks) -> str | None:
@@ -75,7 +79,7 @@ def rhyme_tone_of(marks) -> str | None:
 
 
 def _tone_ok(ch: str, mark: str) -> bool:
-    return mark == "中" or mark in tone_classes(ch)
+    return mark == "中" or mark in common_tone_classes(ch)
 
 
 def _jinti_slots(form: str) -> tuple[list[Slot], list, tuple[int, ...]]:

@@ -8,6 +8,7 @@ import unicodedata
 
 from core.forms import parse_form
 from core.types import MAX_CANDIDATES, MAX_KEYWORDS, MAX_TITLE_CHARS, PoemRequest, RequestError
+from core.variants import normalise
 
 WRITABLE_FORMS = ("五绝", "七绝", "五律", "七律", "词")
 LINES = {"五绝": (5, 4), "七绝": (7, 4), "五律": (5, 8), "七律": (7, 8)}
@@ -27,10 +28,11 @@ def _to_simplified(s: str) -> str:
 
 
 def clean_text(s: str) -> str:
+    """NFKC, OpenCC t2s, then one form per character (core.variants: 疎 → 疏), as the training text."""
     s = unicodedata.normalize("NFKC", s or "").strip()
     if s.isascii():
         return s
-    return _to_simplified(s)
+    return normalise(_to_simplified(s))
 
 
 def _chars_only(s: str, what: str) -> str:

@@ -3,6 +3,8 @@
 祖 reads 平 (六麻, 词林正韵 第十部) and 仄 (七麌, 第四部). In a 仄 rhyme position it can only rhyme in
 第四部; counting its 平 reading's 部 there would let it "rhyme" in 第十部 while being read 仄. The
 decoder (reference rules, the engine's torch rules and the C kernel) and the 格律 checker all agree.
+The decoder reads common readings only, and 祖's 平 reading is rare (core.gelv.usage), so its masks are
+tested on 征: 平 (八庚, 第十一部) and 仄 (四纸 as 徵, 第三部), both readings common.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import torch
 from core.engine import Engine
 from core.gelv import analyze
 from core.gelv.table import cilin_bu
+from core.gelv.usage import common_cilin_bu
 from core.generate import RowState, row_mask
 from core.plan import Slot
 from core.testing import tiny_poet
 
 CH = "祖"
+CH_MASK = "征"
 
 
 @pytest.fixture(scope="module")
@@ -32,15 +36,17 @@ def poet():
 def test_cilin_bu_by_tone():
     assert cilin_bu(CH, "平") == {10} and cilin_bu(CH, "仄") == {4} and cilin_bu(CH) == {4, 10}
     assert cilin_bu(CH, "中") == cilin_bu(CH)
+    assert common_cilin_bu(CH, "平") == frozenset()  # 祖 read 平 is rare in real verse
+    assert common_cilin_bu(CH_MASK, "平") == {11} and common_cilin_bu(CH_MASK, "仄") == {3}
 
 
-@pytest.mark.parametrize(("tone", "bu", "allowed"), [("仄", "10", False), ("仄", "4", True),
-                                                     ("平", "10", True), ("平", "4", False)])
+@pytest.mark.parametrize(("tone", "bu", "allowed"), [("仄", "11", False), ("仄", "3", True),
+                                                     ("平", "11", True), ("平", "3", False)])
 def test_reference_mask(poet, tone, bu, allowed):
     vi = poet.vi
     slot = Slot(kind="char", marks=(tone,), rhyme=(True,))
     m = row_mask(vi, "词", slot, RowState(templates={0}, groups={bu}, used=set()))
-    assert bool(m[vi.char_id(CH)]) is allowed
+    assert bool(m[vi.char_id(CH_MASK)]) is allowed
 
 
 def _job(ev, tone: str, bu: str):
@@ -59,8 +65,8 @@ def _job(ev, tone: str, bu: str):
 
 
 @pytest.mark.parametrize("rules", ["c", "torch"])
-@pytest.mark.parametrize(("tone", "bu", "allowed"), [("仄", "10", False), ("仄", "4", True),
-                                                     ("平", "10", True), ("平", "4", False)])
+@pytest.mark.parametrize(("tone", "bu", "allowed"), [("仄", "11", False), ("仄", "3", True),
+                                                     ("平", "11", True), ("平", "3", False)])
 def test_engine_mask_and_update(poet, rules, tone, bu, allowed):
     eng, ev = poet.engine, poet.engine.ev
     saved = ev.c
@@ -69,7 +75,7 @@ def test_engine_mask_and_update(poet, rules, tone, bu, allowed):
     ev.c = saved if rules == "c" else None
     try:
         job = _job(ev, tone, bu)
-        tok = ev.vi.char_id(CH)
+        tok = ev.vi.char_id(CH_MASK)
         assert bool(Engine._mask(eng, job)[0, tok]) is allowed
         # Placing it anyway (as a user-fixed char would be): the row fails exactly when it does not rhyme.
         Engine._update(eng, job, torch.tensor([tok]))

@@ -101,7 +101,9 @@ def test_traditional_equals_simplified():
     for key in ("denggao", "shanju", "guanque"):
         a = analyze(POEMS[key]["simplified"])
         b = analyze(POEMS[key]["traditional"])
-        assert a.scores() == b.scores(), key
+        sa, sb = a.scores(), b.scores()
+        assert sa.pop("variant_chars") == 0 and sb.pop("variant_chars") == len(b.variant_chars)
+        assert sa == sb, key
         assert (a.form, a.rhyme_group, a.template) == (b.form, b.rhyme_group, b.template)
         assert [c.tone_mark for ln in a.lines for c in ln.chars] == [c.tone_mark for ln in b.lines for c in ln.chars]
 

@@ -11,6 +11,7 @@ import pytest
 from core.gelv import analyze, cipai_patterns
 from core.testing import common_chars, tiny_poet
 from core.types import PoemRequest, RequestError
+from core.variants import normalise
 
 LINES = {"五绝": (5, 4), "七绝": (7, 4), "五律": (5, 8), "七律": (7, 8)}
 
@@ -26,6 +27,18 @@ def clauses(text: str) -> list[str]:
     return [c for c in re.split(r"[，。？！；、\n]+", text) if c]
 
 
+def assert_common_readings(a, text: str) -> None:
+    """The guarantee holds as a reader hears it: by common readings only, no variant forms, no rhyme
+    character twice."""
+    assert a.common_rhyme_ok, (text, a.common_verdict, a.findings)
+    if a.is_jinti:
+        assert a.common_tone_relaxed_ok, (text, a.common_verdict, a.findings)
+    assert not a.rare_readings, (text, [r.message() for r in a.rare_readings])
+    assert not a.variant_chars, (text, a.variant_chars)
+    assert not a.repeated_rhymes, (text, a.repeated_rhymes)
+    assert normalise(text) == text
+
+
 def assert_guarantees(req: PoemRequest, text: str) -> None:
     cl = clauses(text)
     if req.form in LINES:
@@ -35,6 +48,7 @@ def assert_guarantees(req: PoemRequest, text: str) -> None:
         assert a.is_jinti and a.format_ok, text
         assert a.rhyme_ok, (text, a.findings)
         assert a.tone_relaxed_ok, (text, a.findings)
+        assert_common_readings(a, text)
         # Punctuation: ， after odd lines, 。 after even lines.
         assert re.sub(r"[^，。]", "", text) == "，。" * (n // 2)
     repeats: list[int] = []
@@ -43,6 +57,7 @@ def assert_guarantees(req: PoemRequest, text: str) -> None:
         assert tuple(len(c) for c in cl) in pats, text
         a = analyze(text, cipai=req.cipai)
         assert a.rhyme_ok, (text, a.findings)
+        assert_common_readings(a, text)
         # 叠句: the clauses the pattern repeats do repeat the end of the clause before (unless the
         # request fixed a char there: an acrostic head wins).
         heads = range(len(req.acrostic))

@@ -16,9 +16,10 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from core.variants import normalise
 from training.clean import classify, clean_body, clean_title
 
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2  # 2: variant forms normalised (core.variants)
 SPLITS = ("train", "valid", "test")
 # Per-mille buckets of the stable hash: 98% train, 1% valid, 1% test.
 SPLIT_BUCKETS = {"train": range(0, 980), "valid": range(980, 990), "test": range(990, 1000)}
@@ -144,19 +145,22 @@ def process(raw: list[RawPoem], rank: dict[tuple[str, str], int]) -> tuple[list[
         if body_trad is None:
             drops["missing or foreign chars"] += 1
             continue
-        body = t2s(body_trad)
-        if body in seen:
+        body_t2s = t2s(body_trad)
+        # One form per character (鴈→雁, 疎→疏): the training text and so the tokenizer. The id, the
+        # split and duplicates go by the t2s text, so every poem keeps the split it had before.
+        body = normalise(body_t2s)
+        if body_t2s in seen:
             drops["duplicate"] += 1
             continue
-        seen.add(body)
+        seen.add(body_t2s)
         title_trad = clean_title(p.title)
         is_ci = bool(p.cipai)
         cipai = t2s(re.split(r"[\s·・]", p.cipai)[0]) if is_ci else ""
         pop = rank.get((p.author, p.title)) or rank.get((p.author, p.cipai)) or 0
         out.append(
             PoemRecord(
-                id=hashlib.sha1(body.encode("utf-8")).hexdigest()[:16],
-                title=t2s(title_trad),
+                id=hashlib.sha1(body_t2s.encode("utf-8")).hexdigest()[:16],
+                title=normalise(t2s(title_trad)),
                 title_trad=title_trad,
                 author=t2s(p.author),
                 dynasty=p.dynasty,
@@ -168,7 +172,7 @@ def process(raw: list[RawPoem], rank: dict[tuple[str, str], int]) -> tuple[list[
                 source_id=p.source_id,
                 popularity=pop,
                 n_chars=sum(1 for c in body if c not in "，。？！；：、\n"),
-                split=split_of(body),
+                split=split_of(body_t2s),
             )
         )
     return out, drops

@@ -18,6 +18,7 @@ from core.gelv import analyze, cipai_patterns, top_cipai
 from core.prompt import EOS, body_text, header
 from core.requests import LINES
 from core.types import PoemRequest, RequestError, ShirenError
+from core.variants import variants_in
 from training.metrics import bleu, distinct_n, repeated_char_rate, rouge_l
 from training.sft_data import clauses
 
@@ -62,17 +63,23 @@ def format_ok(text: str, req: PoemRequest) -> bool:
 
 def score_poem(text: str, req: PoemRequest, lines: CorpusLines | None) -> dict:
     fmt = format_ok(text, req)
-    rhyme = tone = False
+    rhyme = tone = rhyme_c = tone_c = False
+    rare = 0
     if fmt:
         try:
             a = analyze(text, form=None if req.form == "词" else req.form, cipai=req.cipai or None)
             rhyme, tone = bool(a.rhyme_ok), bool(a.tone_relaxed_ok) if req.form != "词" else None
+            # the same, as a reader hears it: common readings of 多音字 only (core.gelv.usage)
+            rhyme_c = bool(a.common_rhyme_ok)
+            tone_c = bool(a.common_tone_relaxed_ok) if req.form != "词" else None
+            rare = len(a.rare_readings)
         except (ShirenError, ValueError):
             pass
     cl = clauses(text)
     flat = text.replace("\n", "")
     return {
-        "format": fmt, "rhyme": rhyme, "tone": tone,
+        "format": fmt, "rhyme": rhyme, "tone": tone, "rhyme_common": rhyme_c, "tone_common": tone_c,
+        "rare_readings": rare, "variant_chars": len(variants_in(text)),
         "acrostic": all(i < len(cl) and cl[i][0] == ch for i, ch in enumerate(req.acrostic)) if req.acrostic else None,
         "keywords": all(k in flat for k in req.keywords) if req.keywords else None,
         "copied": bool(lines is not None and any(c in lines for c in cl if c != req.first_line)),
@@ -115,6 +122,9 @@ def aggregate(rows: list[dict]) -> dict:
     texts = [r["text"] for r in rows]
     return {
         "n": len(rows), "format": rate("format"), "rhyme": rate("rhyme"), "tone_relaxed": rate("tone"),
+        "rhyme_common": rate("rhyme_common"), "tone_common": rate("tone_common"),
+        "rare_per_poem": sum(r["rare_readings"] for r in rows) / max(1, len(rows)),
+        "variants_per_poem": sum(r["variant_chars"] for r in rows) / max(1, len(rows)),
         "acrostic": rate("acrostic"), "keywords": rate("keywords"), "copied": rate("copied"),
         "distinct1": distinct_n(texts, 1), "distinct2": distinct_n(texts, 2),
         "repeat_rate": sum(r["repeat"] for r in rows) / max(1, len(rows)),
@@ -172,7 +182,8 @@ def print_result(result: dict) -> None:
     from rich.table import Table
 
     con = Console()
-    cols = ["n", "format", "rhyme", "tone_relaxed", "acrostic", "keywords", "copied", "distinct1", "distinct2",
+    cols = ["n", "format", "rhyme", "tone_relaxed", "rhyme_common", "tone_common", "rare_per_poem",
+            "variants_per_poem", "acrostic", "keywords", "copied", "distinct1", "distinct2",
             "repeat_rate", "bleu", "rouge_l"]
     for name, per in result["systems"].items():
         t = Table(title=f"{name} — {result['requests']} requests from the test split"

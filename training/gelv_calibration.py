@@ -73,6 +73,12 @@ def calibrate(corpus: Path) -> dict[str, dict]:
         st["san_ping_wei"] += len(an.san_ping_wei)
         st["first_rhymes"] += an.first_line_rhymes
         st["all_ok"] += an.verdict.startswith("合律")
+        # as a reader hears it: common readings only (core.gelv.usage)
+        st["rhyme_common"] += an.common_rhyme_ok
+        st["relaxed_poems_common"] += an.common_tone_relaxed_ok
+        st["rare_readings"] += len(an.rare_readings)
+        st["poems_with_rare"] += bool(an.rare_readings)
+        st["variant_chars"] += len(an.variant_chars)
         any_ok = 0
         for i, la in enumerate(an.lines):
             any_ok += _line_any_ok(la.text, i % 2 == 1, i == 0)
@@ -105,8 +111,10 @@ def _pct(a: int, b: int) -> str:
 
 def format_table(stats: dict[str, Counter]) -> str:
     head = ("| form | poems | 近体 shape | 仄韵 | 平韵 近体 | rhyme | relaxed line | relaxed line (any) | "
-            "relaxed poem | relaxed poem (any) | strict poem | 粘对 | 孤平 lines | 三平尾 lines | 合律 verdict |")
-    rows = [head, "|" + "---|" * 15]
+            "relaxed poem | relaxed poem (any) | strict poem | 粘对 | 孤平 lines | 三平尾 lines | 合律 verdict | "
+            "rhyme (common) | relaxed poem (common) | rare readings / poem | poems with a rare reading | "
+            "variant chars / poem |")
+    rows = [head, "|" + "---|" * 20]
     for form in ("五绝", "七绝", "五律", "七律"):
         s = stats.get(form)
         if not s:
@@ -116,7 +124,10 @@ def format_table(stats: dict[str, Counter]) -> str:
             f"| {form} | {s['poems']} | {s['shape']} | {s['ze_rhyme']} | {j} | {_pct(s['rhyme'], j)} | "
             f"{_pct(s['relaxed_lines'], s['lines'])} | {_pct(s['lines_any_ok'], s['lines'])} | "
             f"{_pct(s['relaxed_poems'], j)} | {_pct(s['poems_any_ok'], j)} | {_pct(s['strict_poems'], j)} | "
-            f"{_pct(s['nian_dui'], j)} | {s['gu_ping']} | {s['san_ping_wei']} | {_pct(s['all_ok'], j)} |"
+            f"{_pct(s['nian_dui'], j)} | {s['gu_ping']} | {s['san_ping_wei']} | {_pct(s['all_ok'], j)} | "
+            f"{_pct(s['rhyme_common'], j)} | {_pct(s['relaxed_poems_common'], j)} | "
+            f"{s['rare_readings'] / max(1, j):.3f} | {_pct(s['poems_with_rare'], j)} | "
+            f"{s['variant_chars'] / max(1, j):.3f} |"
         )
     return "\n".join(rows)
 

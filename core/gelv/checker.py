@@ -1,7 +1,11 @@
 """格律 analysis of a poem: 近体诗 (五绝 七绝 五律 七律 排律) and 词 (against a 词牌 pattern).
 
 Conventions: a character with several readings (多音字) satisfies a position when ANY reading does;
-a character missing from the table satisfies everything (and is reported).
+a character missing from the table satisfies everything (and is reported). Each poem is also judged
+under common readings only (core.gelv.usage), as a reader hears it: where it passes only through a
+reading real poets rarely use there, `rare_readings` names the character, the reading and how often
+real poets use it so — a warning, not a failure. Variant forms (core.variants) are read as their
+standard forms; the analysis shows the text as written.
 """
 
 from __future__ import annotations
@@ -9,14 +13,24 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from core.forms import FORM_SPECS, parse_form
 from core.gelv.cipai import CipaiPattern, cipai_patterns, guess_cipai
 from core.gelv.patterns import Template, jinti_templates, relaxed_positions
-from core.gelv.table import cilin_bu, groups, ping_groups, readings, tone_classes
+from core.gelv.table import CILIN_BU, cilin_bu, groups, ping_groups, readings, tone_classes
+from core.gelv.usage import (
+    common_cilin_bu,
+    common_ping_groups,
+    common_tone_classes,
+    group_usage,
+    reading_label,
+    tone_usage,
+)
 from core.types import RequestError
+from core.variants import is_variant, normalise, standard_form
 
 MAX_INPUT_CHARS = 2000
 MAX_LINES = 200
@@ -32,6 +46,47 @@ def _is_han(ch: str) -> bool:
     o = ord(ch)
     return (0x4E00 <= o <= 0x9FFF or 0x3400 <= o <= 0x4DBF or 0xF900 <= o <= 0xFAFF
             or 0x20000 <= o <= 0x3134F or o == 0x3007)
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """How the checker reads a character: by every reading (the verdict) or by common readings only."""
+
+    name: str
+    tone_classes: Callable[[str], frozenset[str]]
+    ping_groups: Callable[[str], frozenset[str]]
+    cilin_bu: Callable[..., frozenset[int]]
+
+
+ANY_READING = Lexicon("any", tone_classes, ping_groups, cilin_bu)
+COMMON_READING = Lexicon("common", common_tone_classes, common_ping_groups, common_cilin_bu)
+
+
+@dataclass(frozen=True)
+class RareReading:
+    """A position the poem satisfies only through a reading real poets rarely use there."""
+
+    line: int  # 0-based
+    pos: int
+    char: str  # as written
+    kind: str  # "tone" | "rhyme"
+    reading: str  # e.g. "仄（去声二十七沁）", "四支"
+    uses: int
+    of: int
+
+    @property
+    def share(self) -> float:
+        return self.uses / self.of if self.of else 0.0
+
+    def message(self) -> str:
+        where = "平仄位置" if self.kind == "tone" else "韵脚"
+        what = f"读{self.reading}" if self.kind == "tone" else f"押{self.reading}韵"
+        return (f"罕见读音：第{self.line + 1}句「{self.char}」{what}——唐宋近体{where}上此字 {self.of:,} 次中"
+                f"仅 {self.uses:,} 次如此（{self.share:.1%}）")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"line": self.line, "pos": self.pos, "char": self.char, "kind": self.kind, "reading": self.reading,
+                "uses": self.uses, "of": self.of, "share": round(self.share, 4)}
 
 
 @dataclass(slots=True)
@@ -99,6 +154,14 @@ class Analysis:
     verdict: str = ""
     cipai: str = ""
     cipai_pattern: CipaiPattern | None = None
+    repeated_rhymes: list[str] = field(default_factory=list)  # 重韵 (variants counted as one character)
+    variant_chars: list[str] = field(default_factory=list)  # as written (疎), read as the standard form (疏)
+    # The same poem judged under common readings only (a reader's ear); rare readings it relies on.
+    common_rhyme_ok: bool = False
+    common_tone_relaxed_ok: bool = False
+    common_tone_strict_ok: bool = False
+    common_verdict: str = ""
+    rare_readings: list[RareReading] = field(default_factory=list)
 
     @property
     def n_lines(self) -> int:
@@ -117,6 +180,11 @@ class Analysis:
             "gu_ping": len(self.gu_ping),
             "san_ping_wei": len(self.san_ping_wei),
             "repeated_chars": len(self.repeated_chars),
+            "rhyme_common": self.common_rhyme_ok,
+            "tone_relaxed_common": self.common_tone_relaxed_ok,
+            "tone_strict_common": self.common_tone_strict_ok,
+            "rare_readings": len(self.rare_readings),
+            "variant_chars": len(self.variant_chars),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,6 +198,10 @@ class Analysis:
             "gu_ping": list(self.gu_ping), "san_ping_wei": list(self.san_ping_wei),
             "repeated_chars": list(self.repeated_chars), "unknown_chars": list(self.unknown_chars),
             "findings": list(self.findings), "verdict": self.verdict, "scores": self.scores(),
+            "repeated_rhymes": list(self.repeated_rhymes), "variant_chars": list(self.variant_chars),
+            "common_readings": {"rhyme_ok": self.common_rhyme_ok, "tone_relaxed_ok": self.common_tone_relaxed_ok,
+                                "tone_strict_ok": self.common_tone_strict_ok, "verdict": self.common_verdict},
+            "rare_readings": [r.to_dict() for r in self.rare_readings],
             "lines": [ln.to_dict() for ln in self.lines],
         }
 
@@ -186,8 +258,8 @@ def split_lines(text: str) -> list[tuple[str, str]]:
 
 # --------------------------------------------------------------------------- 近体
 
-def _notes(line: str) -> list[CharNote]:
-    return [CharNote(c, tone_classes(c)) for c in line]
+def _notes(line: str, lex: Lexicon) -> list[CharNote]:
+    return [CharNote(c, lex.tone_classes(c)) for c in line]
 
 
 def _repeated(lines: list[str]) -> list[str]:
@@ -215,12 +287,12 @@ def _match(tones: frozenset[str], mark: str) -> bool:
     return not tones or mark == "中" or mark in tones
 
 
-def _pick_rhyme_group(ends: list[str], first: str) -> tuple[str, int]:
+def _pick_rhyme_group(ends: list[str], first: str, lex: Lexicon) -> tuple[str, int]:
     score: Counter = Counter()
     for c in ends:
-        for g in ping_groups(c):
+        for g in lex.ping_groups(c):
             score[g] += 2
-    for g in ping_groups(first):
+    for g in lex.ping_groups(first):
         score[g] += 1
     if not score:
         return "", 0
@@ -232,19 +304,24 @@ _GROUP_ORDER: dict[str, int] = {}
 _ZE = frozenset({"仄"})
 
 
-def _analyze_jinti(an: Analysis, lines: list[str], puncts: list[str], chars: int) -> None:
+def _neighbours(gs: frozenset[str], g: str) -> bool:
+    """Whether a group of `gs` is `g` or a neighbour of it (shares a 词林正韵 部)."""
+    return any(CILIN_BU[x] & CILIN_BU[g] for x in gs)
+
+
+def _analyze_jinti(an: Analysis, lines: list[str], puncts: list[str], chars: int, lex: Lexicon) -> None:
     if not _GROUP_ORDER:
         from core.gelv.table import PING_GROUP_NAMES
 
         _GROUP_ORDER.update({g: i for i, g in enumerate(PING_GROUP_NAMES)})
     n = len(lines)
-    notes = [_notes(ln) for ln in lines]
+    notes = [_notes(ln, lex) for ln in lines]
     an.lines = [LineAnalysis(ln, nt, p) for ln, nt, p in zip(lines, notes, puncts, strict=True)]
     findings = an.findings
 
     # ---- rhyme (平声, even lines; 首句 may rhyme)
     even_ends = [lines[i][-1] for i in range(1, n, 2)]
-    ze_only = sum(1 for c in even_ends if tone_classes(c) == {"仄"})
+    ze_only = sum(1 for c in even_ends if lex.tone_classes(c) == {"仄"})
     if ze_only * 2 > len(even_ends):
         an.is_jinti = False
         an.form = "古绝" if n == 4 else "古体"
@@ -265,14 +342,14 @@ def _analyze_jinti(an: Analysis, lines: list[str], puncts: list[str], chars: int
         return
     an.is_jinti = True
     an.format_ok = True
-    g, hits = _pick_rhyme_group(even_ends, lines[0][-1])
+    g, hits = _pick_rhyme_group(even_ends, lines[0][-1], lex)
     an.rhyme_group = g
     rhyme_ok = True
     for i in range(1, n, 2):
         c = lines[i][-1]
         cn = notes[i][-1]
         cn.is_rhyme_pos = True
-        pg = ping_groups(c)
+        pg = lex.ping_groups(c)
         if not readings(c):
             cn.rhyme_group = "?"
             continue
@@ -293,15 +370,17 @@ def _analyze_jinti(an: Analysis, lines: list[str], puncts: list[str], chars: int
             an.lines[i].violations.append(f"韵脚「{c}」是仄声字")
     an.rhyme_ok = rhyme_ok
     c0 = lines[0][-1]
-    t0 = tone_classes(c0)
-    if g and g in ping_groups(c0):
+    t0 = lex.tone_classes(c0)
+    if g and g in lex.ping_groups(c0):
         first_rhymes = True
         notes[0][-1].is_rhyme_pos = True
         notes[0][-1].rhyme_group = g
-    elif "平" in t0 and "仄" not in t0:
+    elif "平" in t0 and "仄" not in t0 and g and _neighbours(lex.ping_groups(c0), g):
+        # 借邻韵: a first line may rhyme in a neighbouring group (one 词林正韵 部 with the poem's);
+        # a 平 end in an unrelated group is a first line that does not rhyme, and its 平 a tone fault.
         first_rhymes = True
         notes[0][-1].is_rhyme_pos = True
-        notes[0][-1].rhyme_group = "、".join(sorted(ping_groups(c0)))
+        notes[0][-1].rhyme_group = "、".join(sorted(lex.ping_groups(c0)))
         findings.append(f"首句入韵「{c0}」属{notes[0][-1].rhyme_group}，不在{g}韵（借邻韵，可）")
     else:
         first_rhymes = False
@@ -395,6 +474,10 @@ def _analyze_jinti(an: Analysis, lines: list[str], puncts: list[str], chars: int
             notes[i][1].violations.append("失粘")
     an.nian_dui_ok = nd_ok
     an.repeated_chars = _repeated(lines)
+    rhymes = [standard_form(lines[i][-1]) for i in range(n) if notes[i][-1].is_rhyme_pos]
+    an.repeated_rhymes = sorted({c for c in rhymes if rhymes.count(c) > 1})
+    for c in an.repeated_rhymes:
+        an.findings.append(f"重韵：韵脚「{c}」用了不止一次")
 
     # ---- findings and verdict
     for li, la in enumerate(an.lines):
@@ -405,6 +488,8 @@ def _analyze_jinti(an: Analysis, lines: list[str], puncts: list[str], chars: int
     problems = []
     if not rhyme_ok:
         problems.append("出韵")
+    if an.repeated_rhymes:
+        problems.append("重韵")
     if not nd_ok:
         problems.append("失粘/失对")
     if not relaxed_ok:
@@ -433,7 +518,8 @@ def _edit_distance(a: tuple[int, ...], b: tuple[int, ...]) -> int:
     return prev[-1]
 
 
-def _analyze_ci(an: Analysis, clauses: list[tuple[str, str]], pats: list[CipaiPattern], auto: bool) -> None:
+def _analyze_ci(an: Analysis, clauses: list[tuple[str, str]], pats: list[CipaiPattern], auto: bool,
+                 lex: Lexicon) -> None:
     an.form = "词"
     an.is_jinti = False
     lengths = tuple(len(b) for b, _ in clauses)
@@ -447,7 +533,7 @@ def _analyze_ci(an: Analysis, clauses: list[tuple[str, str]], pats: list[CipaiPa
     findings = an.findings
     if auto:
         findings.append(f"按句式识别为《{pat.name}》")
-    an.lines = [LineAnalysis(b, _notes(b), p) for b, p in clauses]
+    an.lines = [LineAnalysis(b, _notes(b, lex), p) for b, p in clauses]
     if not exact:
         want = "、".join(str(x) for x in pat.lengths)
         got = "、".join(str(x) for x in lengths)
@@ -482,7 +568,7 @@ def _analyze_ci(an: Analysis, clauses: list[tuple[str, str]], pats: list[CipaiPa
     rhyme_ok = bool(rhyme_chars)
     # A rhyme rhymes by the reading of its position's tone: a 多音字's 仄 reading may sit in another 部
     # than its 平 one. (No reading of that tone is a tone fault, reported above; then all readings.)
-    bus = [cilin_bu(cn.char, cn.expected) or cilin_bu(cn.char) for _, cn in rhyme_chars]
+    bus = [lex.cilin_bu(cn.char, cn.expected) or lex.cilin_bu(cn.char) for _, cn in rhyme_chars]
     main: Counter = Counter()
     for b in bus:
         main.update(b)
@@ -534,9 +620,67 @@ _CN_NUM = {i: s for i, s in enumerate(
 def analyze(text: str, form: str | None = None, cipai: str | None = None) -> Analysis:
     """Analyse a poem. `form` (any spelling parse_form accepts) and `cipai` are optional.
 
+    The verdict reads every reading of a 多音字; the `common_*` fields judge the poem again by common
+    readings only, and `rare_readings` names what the difference rests on.
     Raises RequestError with a clear message on garbage input or unknown form / 词牌.
     """
-    clauses = split_lines(text)
+    written = split_lines(text)
+    clauses = [(normalise(b), p) for b, p in written]  # variants read as their standard forms
+    an = _analyze(clauses, form, cipai, ANY_READING)
+    common = _analyze(clauses, form, cipai, COMMON_READING)
+    an.common_rhyme_ok, an.common_verdict = common.rhyme_ok, common.verdict
+    an.common_tone_relaxed_ok, an.common_tone_strict_ok = common.tone_relaxed_ok, common.tone_strict_ok
+    an.rare_readings = _rare_readings(an, common)
+    an.findings.extend(r.message() for r in an.rare_readings)
+    _restore_written(an, written)
+    return an
+
+
+def _rare_readings(an: Analysis, common: Analysis) -> list[RareReading]:
+    """Where the poem passes by every reading but not by common ones, the rare readings it relies on:
+    a tone at a position that fails by common readings, and every rhyme (the first line's too) in a
+    group the character rarely rhymes in, when the rhyme or the first line fails by common readings."""
+    out: list[RareReading] = []
+    if len(common.lines) != len(an.lines):
+        return out
+    rhyme_differs = (an.rhyme_ok and not common.rhyme_ok) or an.first_line_rhymes != common.first_line_rhymes
+    for li, (la, lc) in enumerate(zip(an.lines, common.lines, strict=True)):
+        for pos, (ca, cc) in enumerate(zip(la.chars, lc.chars, strict=True)):
+            if ca.violations:
+                continue
+            ch, mark, g = cc.char, cc.expected, ca.rhyme_group
+            if (any(v.startswith("应") and not v.endswith("(严)") for v in cc.violations) and mark in ("平", "仄")
+                    and mark in tone_classes(ch)):
+                u = tone_usage(ch, mark)
+                if u is not None and u.rare:
+                    out.append(RareReading(li, pos, ch, "tone", f"{mark}声（{reading_label(ch, mark)}）", u.uses, u.of))
+                    continue
+            if (rhyme_differs and ca.is_rhyme_pos and an.is_jinti and g in ping_groups(ch)
+                    and g not in common_ping_groups(ch)):
+                u = group_usage(ch, g)
+                if u is not None and u.rare:
+                    out.append(RareReading(li, pos, ch, "rhyme", g, u.uses, u.of))
+    return out
+
+
+def _restore_written(an: Analysis, written: list[tuple[str, str]]) -> None:
+    """Show the poem as the user wrote it (the analysis read variants as their standard forms)."""
+    an.text = "\n".join(b for b, _ in written)
+    for la, (b, _) in zip(an.lines, written, strict=False):
+        if la.text == b:
+            continue
+        la.text = b
+        for cn, ch in zip(la.chars, b, strict=False):
+            if cn.char != ch:
+                cn.char = ch
+                if is_variant(ch):  # traditional script is not a variant
+                    an.variant_chars.append(ch)
+    an.variant_chars = list(dict.fromkeys(an.variant_chars))
+    if an.variant_chars:
+        an.findings.append("异体字：" + "、".join(f"{c}（{standard_form(c)}）" for c in an.variant_chars))
+
+
+def _analyze(clauses: list[tuple[str, str]], form: str | None, cipai: str | None, lex: Lexicon) -> Analysis:
     lines = [b for b, _ in clauses]
     puncts = [p for _, p in clauses]
     norm_text = "\n".join(lines)
@@ -546,7 +690,7 @@ def analyze(text: str, form: str | None = None, cipai: str | None = None) -> Ana
         if want and want != "词":
             raise RequestError(f"--cipai is for 词, but the form given is {want}")
         an = Analysis(norm_text, "词")
-        _analyze_ci(an, clauses, pats, auto=False)
+        _analyze_ci(an, clauses, pats, auto=False, lex=lex)
         return an
     if len(lines) < 2:
         raise RequestError(f"only one line ({len(lines[0])} chars): paste the whole poem, lines separated by "
@@ -561,7 +705,7 @@ def analyze(text: str, form: str | None = None, cipai: str | None = None) -> Ana
             raise RequestError("词 needs a 词牌 to be checked (e.g. --cipai 浣溪沙); this text matches none "
                                "of the common 词牌 structures")
         an = Analysis(norm_text, "词")
-        _analyze_ci(an, clauses, cipai_patterns(names[0]), auto=True)
+        _analyze_ci(an, clauses, cipai_patterns(names[0]), auto=True, lex=lex)
         return an
     if want:
         spec = FORM_SPECS[want]
@@ -569,7 +713,7 @@ def analyze(text: str, form: str | None = None, cipai: str | None = None) -> Ana
             n == spec.n_lines if spec.n_lines else (n >= 10 and n % 2 == 0))
         if not ok:
             an = Analysis(norm_text, want)
-            an.lines = [LineAnalysis(b, _notes(b), p) for b, p in clauses]
+            an.lines = [LineAnalysis(b, _notes(b, lex), p) for b, p in clauses]
             if spec.n_lines:
                 need = f"{spec.n_lines}句，每句{spec.chars_per_line}字"
             else:
@@ -586,11 +730,11 @@ def analyze(text: str, form: str | None = None, cipai: str | None = None) -> Ana
         names = guess_cipai(tuple(len(x) for x in lines)) if not uniform else []
         if names:
             an = Analysis(norm_text, "词")
-            _analyze_ci(an, clauses, cipai_patterns(names[0]), auto=True)
+            _analyze_ci(an, clauses, cipai_patterns(names[0]), auto=True, lex=lex)
             _fill_unknown(an)
             return an
         an = Analysis(norm_text, "古体" if uniform else "杂言")
-        an.lines = [LineAnalysis(b, _notes(b), p) for b, p in clauses]
+        an.lines = [LineAnalysis(b, _notes(b, lex), p) for b, p in clauses]
         if uniform and chars in (5, 7):
             why = f"{n}句" + ("（近体为4句、8句或10句以上偶数句）" if n not in (4, 8) else "")
         elif uniform:
@@ -602,7 +746,7 @@ def analyze(text: str, form: str | None = None, cipai: str | None = None) -> Ana
         _fill_unknown(an)
         return an
     an = Analysis(norm_text, detected)
-    _analyze_jinti(an, lines, puncts, chars)
+    _analyze_jinti(an, lines, puncts, chars, lex)
     _fill_unknown(an)
     return an
 
