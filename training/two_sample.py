@@ -196,7 +196,8 @@ class TinyEncoderClassifier:
         y = torch.tensor(labels)
         g = torch.Generator().manual_seed(self.seed)
         steps = c.epochs * math.ceil(len(texts) / c.batch_size)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20) * max(0.05, 1 - s / steps))
+        warm = min(20, steps // 10 + 1)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * max(0.05, 1 - s / steps))
         self.model.train()
         for _ in range(c.epochs):
             perm = torch.randperm(len(texts), generator=g).tolist()
