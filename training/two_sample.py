@@ -149,6 +149,14 @@ class NgramLogReg:
     def predict_proba(self, texts: list[str]) -> list[float]:
         return torch.sigmoid(self._matrix(texts) @ self.w + self.b).tolist()
 
+    @torch.no_grad()
+    def top_features(self, k: int = 15) -> dict[str, list[tuple[str, float]]]:
+        """The n-grams that most say label 1 and label 0 (largest and smallest weights)."""
+        names = list(self.vocab)
+        order = torch.argsort(self.w)
+        return {"1": [(names[i], round(self.w[i].item(), 3)) for i in order.flip(0)[:k].tolist()],
+                "0": [(names[i], round(self.w[i].item(), 3)) for i in order[:k].tolist()]}
+
 
 # ---- classifier (b): a tiny transformer encoder, trained from scratch ---------------------------
 @dataclass
@@ -385,6 +393,9 @@ def two_sample_test(a: list, b: list, *, groups_a: list | None = None, groups_b:
     res: dict = {"names": list(names), "n": [len(a), len(b)], "folds": folds, "seed": seed, "classifiers": {}}
     for name in classifiers:
         res["classifiers"][name] = cross_validate(texts, labels, groups, CLASSIFIERS[name], folds, seed, n_boot)
+    if "ngram" in classifiers:  # what gives a set away: the n-gram model refitted on everything
+        top = NgramLogReg().fit(texts, labels).top_features()
+        res["telltale_ngrams"] = {names[1]: top["1"], names[0]: top["0"]}
     res["likelihood"] = {}
     if lm is not None:
         ll = [lm.mean_logprob(t) for t in texts]
@@ -464,6 +475,10 @@ def to_markdown(res: dict) -> str:
                          f"| {m['mean_b']:.3f} [{m['mean_b_ci'][0]:.3f}, {m['mean_b_ci'][1]:.3f}] "
                          f"| {m['gap']:+.3f} [{m['gap_ci'][0]:+.3f}, {m['gap_ci'][1]:+.3f}] "
                          f"| {m['auc']:.3f} [{m['auc_ci'][0]:.3f}, {m['auc_ci'][1]:.3f}] |")
+    if res.get("telltale_ngrams"):
+        lines += ["", "Telltale character n-grams (logistic-regression weights, refitted on all poems):", ""]
+        for side, feats in res["telltale_ngrams"].items():
+            lines.append(f"- {side}: " + " ".join(f"「{g}」{w:+.2f}" for g, w in feats))
     return "\n".join(lines) + "\n"
 
 
