@@ -102,3 +102,19 @@ def test_ngram_lm_and_likelihood_gap():
     gap = res["likelihood"]["char trigram LM (train split)"]
     assert gap["gap"] < 0 and gap["auc"] < 0.5  # B is less like the LM's training text
     assert gap["mean_a_ci"][0] <= gap["mean_a"] <= gap["mean_a_ci"][1]
+
+
+def test_requests_and_pairs_with_a_tiny_poet():
+    from core.testing import tiny_poet
+    from training.two_sample import generate_pairs, two_sample_requests
+
+    text5 = "床前明月光，疑是地上霜。\n举头望明月，低头思故乡。"
+    text7 = "朝辞白帝彩云间，千里江陵一日还。\n两岸猿声啼不住，轻舟已过万重山。"
+    rows = [{"id": f"{form}{i}", "form": form, "title": f"题{i}", "cipai": "", "text": t}
+            for form, t in (("五绝", text5), ("七绝", text7)) for i in range(5)]
+    pairs = two_sample_requests(rows, per_form=5, seed=0)
+    assert len(pairs) == 10 and not any(r.first_line for r, _ in pairs)
+    assert any(r.acrostic for r, _ in pairs) and any(r.keywords for r, _ in pairs)
+    real, gen = generate_pairs(tiny_poet(), pairs[:4], progress=False)
+    assert [p["group"] for p in real] == [p["group"] for p in gen] == [row["id"] for _, row in pairs[:4]]
+    assert all(g["form"] == r["form"] and g["text"] != r["text"] for g, r in zip(gen, real, strict=True))

@@ -16,6 +16,7 @@ A lower number is a better model of real poems, a readability signal that form c
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +34,7 @@ def pretrain_examples(rows: list[dict]) -> list[tuple[str, str]]:
 
 
 @torch.inference_mode()
-def example_nll(model, tokenizer, examples: list[tuple[str, str]], batch_size: int = 32,
+def example_nll(model: torch.nn.Module, tokenizer: Any, examples: list[tuple[str, str]], batch_size: int = 32,
                 max_len: int = 256) -> dict[str, float]:
     """Summed NLL (nats) of the completions given the prompts: {"nll", "tokens", "nats_per_token", "ppl"}.
 
@@ -59,7 +60,7 @@ def example_nll(model, tokenizer, examples: list[tuple[str, str]], batch_size: i
     return {"nll": nll, "tokens": n, "nats_per_token": per, "ppl": math.exp(per)}
 
 
-def heldout_losses(base_model, adapter_model, tokenizer, valid_rows: list[dict], max_poems: int = 0,
+def heldout_losses(base_model: torch.nn.Module, adapter_model: torch.nn.Module | None, tokenizer: Any, valid_rows: list[dict], max_poems: int = 0,
                    instruction_examples: int = 512, seed: int = 1, n_cipai: int = 60) -> dict:
     """The held-out table: {"valid (pretraining format)": {"base": …, "adapter": …},
     "valid (instruction format)": {…}}; each cell is `example_nll`'s dict. `adapter_model` may be None."""

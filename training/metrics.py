@@ -7,6 +7,7 @@ import random
 import re
 import statistics
 from collections import Counter
+from collections.abc import Callable
 
 _PUNCT = re.compile(r"[，。？！；：、\n]")
 
@@ -95,7 +96,7 @@ def roc_auc(labels: list[int], scores: list[float]) -> float:
     return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
-def bootstrap_groups(stat, items: list, groups: list, n_boot: int = 2000, seed: int = 0,
+def bootstrap_groups(stat: Callable[[list], float], items: list, groups: list, n_boot: int = 2000, seed: int = 0,
                      alpha: float = 0.05) -> tuple[float, float, float]:
     """(stat(items), low, high): percentile bootstrap resampling whole groups (e.g. a real poem and the
     poem generated for its request; one reader's answers), so paired items stay together."""

@@ -32,8 +32,10 @@ import random
 import re
 import statistics
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -230,7 +232,7 @@ class TinyEncoderClassifier:
         return out
 
 
-CLASSIFIERS = {"ngram": lambda seed: NgramLogReg(), "transformer": lambda seed: TinyEncoderClassifier(seed=seed)}
+CLASSIFIERS: dict[str, Callable[[int], Classifier]] = {"ngram": lambda seed: NgramLogReg(), "transformer": lambda seed: TinyEncoderClassifier(seed=seed)}
 
 
 def _acc(items: list[tuple[int, float]]) -> float:
@@ -241,7 +243,12 @@ def _auc(items: list[tuple[int, float]]) -> float:
     return roc_auc([y for y, _ in items], [p for _, p in items])
 
 
-def cross_validate(texts: list[str], labels: list[int], groups: list, make, folds: int = 5, seed: int = 0,
+class Classifier(Protocol):
+    def fit(self, texts: list[str], labels: list[int]) -> Classifier: ...
+    def predict_proba(self, texts: list[str]) -> list[float]: ...
+
+
+def cross_validate(texts: list[str], labels: list[int], groups: list, make: Callable[[int], Classifier], folds: int = 5, seed: int = 0,
                    n_boot: int = 2000) -> dict:
     """Pooled out-of-fold P(label 1) → accuracy and ROC-AUC with group-bootstrap 95% intervals."""
     fold = group_folds(labels, groups, folds, seed)
@@ -320,7 +327,7 @@ class NgramLM:
 
 
 @torch.inference_mode()
-def base_model_logprobs(model, tokenizer, poems: list[dict], batch_size: int = 32) -> list[float]:
+def base_model_logprobs(model: torch.nn.Module, tokenizer: Any, poems: list[dict], batch_size: int = 32) -> list[float]:
     """Mean ln P per character (punctuation and <eos> conditioned on, not scored) of each poem's
     `canonical_text` under a causal LM, given only its form and 词牌 (no title)."""
     from core.prompt import header
@@ -377,8 +384,8 @@ def likelihood_gap(ll_a: list[float], ll_b: list[float], groups: list, n_boot: i
 # ---- the test -----------------------------------------------------------------------------------
 def two_sample_test(a: list, b: list, *, groups_a: list | None = None, groups_b: list | None = None,
                     classifiers: tuple[str, ...] = ("ngram", "transformer"), folds: int = 5, seed: int = 0,
-                    lm: NgramLM | None = None, base_model=None, tokenizer=None, n_boot: int = 2000,
-                    names: tuple[str, str] = ("A", "B")) -> dict:
+                    lm: NgramLM | None = None, base_model: torch.nn.Module | None = None, tokenizer: Any = None,
+                    n_boot: int = 2000, names: tuple[str, str] = ("A", "B")) -> dict:
     """Compare two lists of poems (str or {"text", "form", "cipai"} dicts); B is the positive class.
 
     `groups_*`: pair ids (a real poem and the poem generated for its request share one); default each
@@ -414,7 +421,7 @@ def train_lm(dataset_dir: Path, split: str = "train") -> NgramLM:
 
 
 # ---- requests and generation --------------------------------------------------------------------
-def two_sample_requests(test_rows: list[dict], per_form: int = 40, seed: int = 0):
+def two_sample_requests(test_rows: list[dict], per_form: int = 40, seed: int = 0) -> list[tuple[Any, dict]]:
     """`training.evaluate.eval_requests`, with the first-line requests turned into title requests:
     a shared first line would make a pair share a line. (request, real poem) pairs."""
     from training.evaluate import eval_requests
@@ -428,7 +435,7 @@ def two_sample_requests(test_rows: list[dict], per_form: int = 40, seed: int = 0
     return out
 
 
-def generate_pairs(poet, pairs, progress: bool = True) -> tuple[list[dict], list[dict]]:
+def generate_pairs(poet: Any, pairs: list[tuple[Any, dict]], progress: bool = True) -> tuple[list[dict], list[dict]]:
     """(real, generated) poem dicts for the requests the poet can serve; both carry the pair's group."""
     from tqdm import tqdm
 
