@@ -192,9 +192,12 @@ def eval_command(
 
         pairs = two_sample_requests(rows, two_sample_per_form, seed)
         real, gen = generate_pairs(poet, pairs, progress=not json_output)
-        ts = two_sample_test(real, gen, groups_a=[p["group"] for p in real], groups_b=[p["group"] for p in gen],
-                             seed=seed, lm=train_lm(paths.dataset_dir()), base_model=base, tokenizer=tok,
-                             names=("real", "generated"))
+        try:
+            ts = two_sample_test(real, gen, groups_a=[p["group"] for p in real], groups_b=[p["group"] for p in gen],
+                                 seed=seed, lm=train_lm(paths.dataset_dir()), base_model=base, tokenizer=tok,
+                                 names=("real", "generated"))
+        except ValueError as e:
+            raise ShirenError(f"two-sample test: {e}") from e
         result["two_sample"] = ts
         if two_sample_dir:
             write_jsonl(two_sample_dir / "real.jsonl", real)
