@@ -136,8 +136,20 @@ def eval_command(
     out: Path | None = typer.Option(None, "--out", help="Also write the full result (with samples) as JSON."),
     model_dir: Path | None = typer.Option(None, "--model-dir", envvar="SHIREN_MODEL_DIR"),
     adapter: Path | None = typer.Option(None, "--adapter"),
+    form_eval: bool = typer.Option(True, "--form/--no-form", help="The form/rhyme/conditioning table."),
+    heldout: bool = typer.Option(True, "--heldout/--no-heldout",
+                                 help="Held-out loss of the base model and the adapter on the valid split."),
+    heldout_poems: int = typer.Option(0, "--heldout-poems", help="Cap on valid poems for the held-out loss (0 = all)."),
+    two_sample: bool = typer.Option(False, "--two-sample",
+                                    help="Also the two-sample test: real test poems vs poems generated for the same requests."),
+    two_sample_per_form: int = typer.Option(40, "--two-sample-per-form", help="Pairs per form for --two-sample."),
+    two_sample_dir: Path | None = typer.Option(None, "--two-sample-dir",
+                                               help="Where --two-sample writes real.jsonl, generated.jsonl and its result."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the two-sample requests, folds and classifiers."),
+    threads: int = typer.Option(0, "--threads", help="torch threads (0 = torch's default)."),
 ) -> None:
-    """Measure format, rhyme, tone, conditioning, copying and diversity on requests from the test split."""
+    """Measure format, rhyme, tone, conditioning, copying and diversity on requests from the test split;
+    the held-out loss; with --two-sample, whether classifiers can tell the poems from real ones."""
     import json
 
     import torch
@@ -150,20 +162,70 @@ def eval_command(
     from training.corpus import load_split
     from training.evaluate import print_result, run_eval
 
+    if threads:
+        torch.set_num_threads(threads)
     poet = Poet.load(model_dir, adapter if adapter is not None else "auto")
     base_dir = model_dir or paths.model_dir()
     base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32).eval()
     tok = AutoTokenizer.from_pretrained(str(base_dir))
     try:
         rows = load_split(paths.dataset_dir(), "test")
+        valid_rows = load_split(paths.dataset_dir(), "valid") if heldout else []
     except FileNotFoundError as e:
         raise ShirenError(str(e)) from e
-    result = run_eval(poet, base, tok, rows, per_form, baseline, progress=not json_output)
-    result["model_version"] = poet.version
+    result: dict = {"model_version": poet.version}
+    if form_eval:
+        result.update(run_eval(poet, base, tok, rows, per_form, baseline, progress=not json_output))
+    if heldout:
+        from training.heldout import heldout_losses
+
+        result["heldout"] = heldout_losses(base, poet.model if poet.conditioned else None, tok, valid_rows,
+                                           max_poems=heldout_poems)
+    if two_sample:
+        from training.two_sample import (
+            generate_pairs,
+            train_lm,
+            two_sample_requests,
+            two_sample_test,
+            write_jsonl,
+        )
+
+        pairs = two_sample_requests(rows, two_sample_per_form, seed)
+        real, gen = generate_pairs(poet, pairs, progress=not json_output)
+        try:
+            ts = two_sample_test(real, gen, groups_a=[p["group"] for p in real], groups_b=[p["group"] for p in gen],
+                                 seed=seed, lm=train_lm(paths.dataset_dir()), base_model=base, tokenizer=tok,
+                                 names=("real", "generated"))
+        except ValueError as e:
+            raise ShirenError(f"two-sample test: {e}") from e
+        result["two_sample"] = ts
+        if two_sample_dir:
+            write_jsonl(two_sample_dir / "real.jsonl", real)
+            write_jsonl(two_sample_dir / "generated.jsonl", gen)
     if out:
         write_text(out, json.dumps(result, ensure_ascii=False, indent=1, default=str))
+    if two_sample and two_sample_dir:
+        from training.two_sample import to_markdown
+
+        write_text(two_sample_dir / "two_sample.md", to_markdown(result["two_sample"]))
     if json_output:
+        from training.two_sample import slim as slim_ts
+
         slim = {k: v for k, v in result.items() if k != "samples"}
+        if "two_sample" in slim:
+            slim["two_sample"] = slim_ts(slim["two_sample"])
         print(json.dumps(slim, ensure_ascii=False, default=str))
     else:
-        print_result(result)
+        if form_eval:
+            print_result(result)
+        if heldout:
+            from training.heldout import print_heldout
+
+            print_heldout(result["heldout"])
+        if two_sample:
+            from rich.console import Console
+            from rich.markdown import Markdown
+
+            from training.two_sample import to_markdown
+
+            Console().print(Markdown("## two-sample test\n\n" + to_markdown(result["two_sample"])))

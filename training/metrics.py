@@ -7,6 +7,7 @@ import random
 import re
 import statistics
 from collections import Counter
+from collections.abc import Callable
 
 _PUNCT = re.compile(r"[，。？！；：、\n]")
 
@@ -74,3 +75,47 @@ def bootstrap_ci(values: list[float], n_boot: int = 2000, seed: int = 0, alpha: 
     means = sorted(sum(rng.choice(values) for _ in range(n)) / n for _ in range(n_boot))
     lo, hi = means[int(alpha / 2 * n_boot)], means[min(n_boot - 1, int((1 - alpha / 2) * n_boot))]
     return statistics.fmean(values), lo, hi
+
+
+def roc_auc(labels: list[int], scores: list[float]) -> float:
+    """Area under the ROC curve: P(score of a random positive > score of a random negative), ties ½
+    (the Mann–Whitney statistic). 0.5 = the scores cannot tell the classes apart; nan if a class is empty."""
+    pairs = sorted(zip(scores, labels, strict=True))
+    n_pos = sum(1 for y in labels if y)
+    n_neg = len(labels) - n_pos
+    if not n_pos or not n_neg:
+        return float("nan")
+    rank_sum, i = 0.0, 0
+    while i < len(pairs):  # average ranks over ties
+        j = i
+        while j < len(pairs) and pairs[j][0] == pairs[i][0]:
+            j += 1
+        avg = (i + 1 + j) / 2
+        rank_sum += avg * sum(1 for k in range(i, j) if pairs[k][1])
+        i = j
+    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def bootstrap_groups(stat: Callable[[list], float], items: list, groups: list, n_boot: int = 2000, seed: int = 0,
+                     alpha: float = 0.05) -> tuple[float, float, float]:
+    """(stat(items), low, high): percentile bootstrap resampling whole groups (e.g. a real poem and the
+    poem generated for its request; one reader's answers), so paired items stay together."""
+    import math as _m
+
+    by: dict = {}
+    for it, g in zip(items, groups, strict=True):
+        by.setdefault(g, []).append(it)
+    keys = sorted(by, key=str)
+    rng = random.Random(seed)
+    vals = []
+    for _ in range(n_boot):
+        sample = [it for _k in range(len(keys)) for it in by[keys[rng.randrange(len(keys))]]]
+        v = stat(sample)
+        if not _m.isnan(v):
+            vals.append(v)
+    point = stat(items)
+    if not vals:
+        return point, float("nan"), float("nan")
+    vals.sort()
+    lo, hi = vals[int(alpha / 2 * len(vals))], vals[min(len(vals) - 1, int((1 - alpha / 2) * len(vals)))]
+    return point, lo, hi
