@@ -138,6 +138,14 @@ def test_check_a_poem_given_inline(rb):
     assert r.reply_to is not None
 
 
+def test_check_names_a_rare_reading_and_keeps_the_users_variant(rb):
+    poem = ("高阁清凉秋复深，几人闲倚画楼中。\n寒山欲锁千峰岫，啼鸟何时万壑风。\n"
+            "一炷晴岚生石径，半开幽谷度花丛。\n十年猿鹤心疎土，须把孤灯问梦空。")
+    r = rb.fake.ask(109, f"/check {poem}")
+    assert "罕见读音" in r.text and "「深」读仄声" in r.text and "9,248" in r.text
+    assert "疎" in r.text and "异体字：疎（疏）" in r.text
+
+
 def test_check_with_a_cipai_hint(rb):
     text = "一曲新词酒一杯，去年天气旧亭台，夕阳西下几时回。无可奈何花落去，似曾相识燕归来，小园香径独徘徊。"
     r = rb.fake.ask(109, f"/check 浣溪沙 {text}")

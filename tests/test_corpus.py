@@ -87,6 +87,24 @@ def test_tokenizer_roundtrip_and_control_tokens(built):
     assert tok.convert_tokens_to_ids("龘") == tok.unk_token_id
 
 
+def test_one_form_per_character(built):
+    """The fixture's 登高 and 早發白帝城 write 猨 (猿) and 桮 (杯): the training text and so the tokenizer
+    have only the standard forms; the traditional text keeps what the source wrote."""
+    from transformers import AutoTokenizer
+
+    from core.variants import is_standard, normalise
+
+    out, _ = built
+    rows = all_rows(out)
+    assert all(normalise(r["text"]) == r["text"] for r in rows)
+    dg = next(r for r in rows if r["title"] == "登高")
+    assert "猿" in dg["text"] and "杯" in dg["text"] and "猨" in dg["text_trad"]
+    tok = AutoTokenizer.from_pretrained(str(out / "tokenizer"))
+    chars = [t for t in tok.get_vocab() if len(t) == 1 and "\u3400" <= t <= "\u9fff"]
+    assert chars and all(is_standard(c) for c in chars)
+    assert "猨" not in tok.get_vocab() and "猿" in tok.get_vocab()
+
+
 def test_rerun_is_noop(built, mini_tarball):
     out, _ = built
     assert is_up_to_date(out, integrity_of(mini_tarball))

@@ -318,6 +318,21 @@ def test_check_screen(tmp_path):
             await pilot.press("ctrl+r")
             await pilot.pause()
             assert view.analysis.cipai == "浣溪沙"
+            # a rare reading is named, with its figure; a variant is shown as written
+            screen.query_one("#check-cipai", Input).value = ""
+            ta.text = "高阁清凉秋复深，几人闲倚画楼中。\n寒山欲锁千峰岫，啼鸟何时万壑风。\n" \
+                      "一炷晴岚生石径，半开幽谷度花丛。\n十年猿鹤心如土，须把孤灯问梦空。"
+            await pilot.press("ctrl+r")
+            await pilot.pause()
+            from rich.console import Console
+
+            from tui.widgets.analysis_view import render_analysis
+
+            con = Console(width=100, record=True)
+            con.print(render_analysis(view.analysis))
+            shown = con.export_text()
+            assert "罕见读音" in shown and "「深」" in shown and "9,248" in shown
+            assert view.analysis.rare_readings[0].char == "深"
             screen.query_one("#check-cipai", Input).value = "不存在的牌"
             await pilot.press("ctrl+r")
             await pilot.pause()
