@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 import re
 import secrets
@@ -99,16 +98,15 @@ class Poet:
         model_dir = Path(model_dir or paths.model_dir())
         if not (model_dir / "config.json").exists():
             raise ModelLoadError(f"no model at {model_dir} (set SHIREN_MODEL_DIR or reinstall Shiren)")
-        version = "base-" + _dir_digest(model_dir)
-        if adapter == "auto":
-            from core.adapters import resolve_adapter
+        from core.adapters import base_id, base_mismatch, is_adapter, resolve_adapter
 
+        version = base_id(model_dir)
+        if adapter == "auto":
             adapter = resolve_adapter(model_dir=model_dir)
         if adapter is not None:
-            from core.adapters import is_adapter
-
             if not is_adapter(Path(adapter)):
                 raise ModelLoadError(f"{adapter} is not a LoRA adapter folder (adapter_config.json + adapter_model.safetensors)")
+
         try:
             llama = json.loads((model_dir / "config.json").read_text("utf-8")).get("model_type") == "llama"
         except (OSError, ValueError) as e:
@@ -127,6 +125,9 @@ class Poet:
         else:
             tok, model = cls._load_hf(model_dir, adapter)
         if adapter is not None:
+            why = base_mismatch(Path(adapter), model_dir)  # after the adapter's own checks: theirs say more
+            if why:
+                raise ModelLoadError(why)
             version += "+" + Path(adapter).name
         lines = CorpusLines.load(model_dir / CORPUS_LINES_FILE)
         return cls(model, tok, version=version, conditioned=adapter is not None, corpus_lines=lines, **kw)
@@ -268,14 +269,3 @@ class Poet:
             self._batcher.close()
             self._batcher = None
         self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-def _dir_digest(model_dir: Path) -> str:
-    f = model_dir / "model.safetensors"
-    if not f.exists():
-        return "unknown"
-    h = hashlib.sha256()
-    with open(f, "rb") as fh:
-        h.update(fh.read(1 << 20))
-    h.update(str(f.stat().st_size).encode())
-    return h.hexdigest()[:8]

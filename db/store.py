@@ -693,6 +693,14 @@ class Store:
                 raise NotFoundError(f"No adapter named {name!r}.")
             self._activate(s, a)
 
+    def retire_adapter(self, name: str) -> None:
+        """Mark `name` retired (e.g. it was trained on an earlier base model). One transaction."""
+        with self._write() as s:
+            a = s.scalars(select(Adapter).where(Adapter.name == name)).first()
+            if a is None:
+                raise NotFoundError(f"No adapter named {name!r}.")
+            a.status = "retired"
+
     def rollback(self) -> AdapterRecord | None:
         """Re-activate the active adapter's nearest retired ancestor (following `parent`); the
         active one becomes retired. Returns the re-activated adapter, or None (nothing changed)

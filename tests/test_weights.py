@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from core.adapters import base_ref
 from core.poet import ModelLoadError, Poet
 from core.types import PoemRequest
 from core.weights import CharTokenizer, WeightsError, load_llama, merge_lora
@@ -68,6 +69,10 @@ def _make_adapter(base: Path, out: Path, seed: int = 0, **lora_kw) -> Path:
                 n += 1
     assert n == 2 * len(TARGETS)
     pm.save_pretrained(str(out))
+    # name the base it was made on, as Shiren's training does (core.adapters.base_ref)
+    cfg = json.loads((out / "adapter_config.json").read_text("utf-8"))
+    cfg["base_model_name_or_path"] = base_ref(base)
+    (out / "adapter_config.json").write_text(json.dumps(cfg), "utf-8")
     return out
 
 
@@ -317,3 +322,50 @@ def test_char_tokenizer_equals_autotokenizer(base, tmp_path):
     shutil.copy(base / "tokenizer.json", bare / "tokenizer.json")
     ct2 = CharTokenizer(bare)
     assert (ct2.bos_token_id, ct2.eos_token_id, ct2.pad_token_id) == (hf.bos_token_id, hf.eos_token_id, hf.pad_token_id)
+
+
+# ---- an adapter only loads on the base it was trained on (core.adapters) ----------------------------
+
+def _same_shape_base(tmp_path: Path) -> Path:
+    """Another base of exactly `base`'s shape (different weights): its adapters' tensors would fit."""
+    from core.testing import tiny_model_and_tokenizer
+
+    _, tok = tiny_model_and_tokenizer()
+    return _save_base(tmp_path / "retrained", tok, n_embd=64, seed=9)
+
+
+def test_adapter_of_another_base_is_refused(base, good_adapter, tmp_path):
+    from core.adapters import adapter_base, base_id, base_mismatch
+
+    new = _same_shape_base(tmp_path)
+    assert base_id(new) != base_id(base) and adapter_base(good_adapter) == base_id(base)
+    assert base_mismatch(good_adapter, base) == ""
+    with pytest.raises(ModelLoadError, match=rf"trained on {base_id(base)}, not on this base model \({base_id(new)}\)"):
+        Poet.load(model_dir=new, adapter=good_adapter)
+    legacy = _edit_config(_copy(good_adapter, tmp_path / "legacy"), base_model_name_or_path="shiren/base")
+    with pytest.raises(ModelLoadError, match="names no base model version"):
+        Poet.load(model_dir=base, adapter=legacy)
+
+
+def test_database_adapter_of_an_earlier_base_is_retired(base, good_adapter, tmp_path, monkeypatch):
+    from core.adapters import resolve_adapter
+    from db.store import Store
+
+    url = f"sqlite:///{tmp_path / 'shiren.db'}"
+    with Store(url) as store:
+        store.add_adapter("fb-1", str(good_adapter), None, {}, status="active")
+    assert resolve_adapter(database_url=url, model_dir=base) == good_adapter  # its own base: used
+    new = _same_shape_base(tmp_path)
+    assert resolve_adapter(database_url=url, model_dir=new) is None  # not on another base
+    with Store(url, upgrade=False) as store:
+        assert store.active_adapter() is None
+        assert [a.status for a in store.list_adapters()] == ["retired"]
+
+
+def test_shipped_adapter_names_the_shipped_base():
+    from core import paths
+    from core.adapters import base_mismatch, shipped_default
+
+    adapter = shipped_default()
+    assert adapter is not None
+    assert base_mismatch(adapter, paths.shipped_models_dir() / "base") == ""

@@ -105,7 +105,9 @@ def sft(
     info = {"train_examples": len(train_ex), "valid_examples": len(valid_ex), "forms": list(SFT_FORMS),
             "cipai": len(wl), "examples_seen": steps * batch,
             "hardware": f"{platform.machine()} CPU × {torch.get_num_threads()} threads"}
-    save_adapter(peft_model, out, str(base.name if base.name != "base" else "shiren/base"), cfg, hist, info)
+    from core.adapters import base_ref
+
+    save_adapter(peft_model, out, base_ref(base), cfg, hist, info)
     typer.echo(f"adapter saved to {out}: valid loss {hist['valid_loss_before']:.3f} → {hist['valid_loss_after']:.3f}")
 
 

@@ -467,7 +467,9 @@ def _round(store, base_dir, adapters_dir, parent_name, parent_path, rated, cfg, 
     out_dir = adapters_dir / name
     state["out_dir"] = out_dir
     say(0.72, f"saving candidate {name}")
-    save_candidate(model, out_dir, str(base_dir), parent_name, cfg, hist, data)
+    from core.adapters import base_ref
+
+    save_candidate(model, out_dir, base_ref(base_dir), parent_name, cfg, hist, data)
     del model, base
 
     say(0.75, "evaluating the candidate on the same requests")

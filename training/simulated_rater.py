@@ -170,13 +170,14 @@ def make_tiny_setup(root, seed: int = 0, n_embd: int = 32, n_layer: int = 1, n_c
         model.save_pretrained(str(base_dir))
         tok.save_pretrained(str(base_dir))
     if not (adapter_dir / "adapter_model.safetensors").exists():
+        from core.adapters import base_ref
         from core.atomic import atomic_dir
         from training.feedback import load_base
 
         base, _ = load_base(base_dir)
         peft_model = lora_model(base, SFTConfig(rank=8, alpha=16, dropout=0.0, bf16=False))
         with atomic_dir(adapter_dir) as tmp:
-            peft_model.peft_config["default"].base_model_name_or_path = str(base_dir)
+            peft_model.peft_config["default"].base_model_name_or_path = base_ref(base_dir)
             peft_model.save_pretrained(str(tmp), safe_serialization=True, save_embedding_layers=False)
     return base_dir, adapter_dir
 
