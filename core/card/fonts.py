@@ -27,6 +27,7 @@ KAI_FAMILIES: tuple[str, ...] = (
     "BiauKai", "DFKai-SB",
 )
 FONT_SUFFIXES = (".ttf", ".otf", ".ttc")
+REGULAR_STYLES = ("Regular", "Book", "Medium", "Normal")
 INSTALL_HINT = ("install a 楷 font: `apt-get install fonts-lxgw-wenkai` (Debian/Ubuntu; `bash scripts/setup.sh` "
                 f"does it), or set {FONT_ENV}=/path/to/a-kai-font.ttf")
 
@@ -68,8 +69,8 @@ def _from_fontconfig() -> list[FontFace]:
         file, index, families, style = parts
         fams = [f.strip() for f in families.split(",") if f.strip()]
         known = [f for f in fams if _rank(f) < len(KAI_FAMILIES)]
-        styles = style.split(",")
-        if not known or not any(s.strip() in ("Regular", "Book", "Medium", "Normal") for s in styles):
+        # The first style is the face's own ("Light,Regular" is a Light face).
+        if not known or style.split(",")[0].strip() not in REGULAR_STYLES:
             continue
         fam = min(known, key=_rank)
         faces.append(FontFace(Path(file), fam, int(index) if index.isdigit() else 0))
@@ -109,7 +110,7 @@ def _from_folders(dirs: list[Path]) -> list[FontFace]:
                 family, style = ImageFont.truetype(str(p), 16).getname()
             except OSError:
                 continue
-            if family and _rank(family) < len(KAI_FAMILIES) and style in ("Regular", "Book", "Medium"):
+            if family and _rank(family) < len(KAI_FAMILIES) and style in REGULAR_STYLES:
                 faces.append(FontFace(p, family))
     return faces
 
