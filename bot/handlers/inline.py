@@ -177,6 +177,8 @@ async def inline_query(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     started = time.monotonic()
     query = update.inline_query
     text = " ".join((query.query or "").split())
+    # Numbered before the first await: queries typed in a row must keep their order.
+    seq = context.user_data["inline_seq"] = context.user_data.get("inline_seq", 0) + 1
     uid, st = await current_user(update, context)
     if not text:
         await _answer(update, [], t(st.lang, "inline_hint"))
@@ -186,8 +188,7 @@ async def inline_query(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     if cached is not None:
         await _answer(update, cached)
         return
-    seq = context.user_data["inline_seq"] = context.user_data.get("inline_seq", 0) + 1
-    await asyncio.sleep(DEBOUNCE_S)
+    await asyncio.sleep(max(0.0, started + DEBOUNCE_S - time.monotonic()))
     if context.user_data.get("inline_seq") != seq:
         return  # the user typed on: a newer query is being answered
     svc = services(context)
