@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from telegram import Message, Update
 from telegram.constants import ChatAction, ParseMode
@@ -25,8 +26,8 @@ async def card_png(text: str, form: str, title: str = "", cipai: str = "", scrip
     return await asyncio.to_thread(render_card_png, poem, layout="vertical", script=script)
 
 
-async def send_card(context: ContextTypes.DEFAULT_TYPE, chat_id: int, rec, html: str, script: str,
-                    **kw) -> Message | None:
+async def send_card(context: ContextTypes.DEFAULT_TYPE, chat_id: int, rec: Any, html: str, script: str,
+                    **kw: Any) -> Message | None:
     """Send `rec` (a stored poem or a Poem) as a photo with `html` as its caption; None (after
     telling the user once why) when there is no 楷 font, so the caller sends text instead."""
     try:
@@ -52,9 +53,15 @@ async def card_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         return
     _, st, rec = found
     await query.answer(t(st.lang, "card_sending"))
-    html = render_record(rec, lang=st.lang, script=st.script)
-    kw = {"reply_to_message_id": query.message.message_id} if query.message else {}
-    sent = await send_card(context, update.effective_chat.id, rec, html, st.script,
-                           reply_markup=poem_keyboard(rec.id, rec.rating, st.lang), **kw)
+    if context.user_data.get("card_busy"):  # one card at a time per user: presses meanwhile are no-ops
+        return
+    context.user_data["card_busy"] = True
+    try:
+        html = render_record(rec, lang=st.lang, script=st.script)
+        kw = {"reply_to_message_id": query.message.message_id} if query.message else {}
+        sent = await send_card(context, update.effective_chat.id, rec, html, st.script,
+                               reply_markup=poem_keyboard(rec.id, rec.rating, st.lang), **kw)
+    finally:
+        context.user_data["card_busy"] = False
     if sent is None:
         await send(context, update.effective_chat.id, t(st.lang, "card_no_font"))

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from core.card.fonts import FontMissingError, FontSet, font_available
 from core.card.layout import LAYOUTS, CardLayout, Clause, plan
 from core.card.text import card_text
 from core.types import RequestError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = ["LAYOUTS", "CardLayout", "CardPoem", "FontMissingError", "card_layout", "card_text", "font_available",
            "render_card", "render_card_png"]
@@ -77,7 +81,7 @@ def card_layout(poem: CardPoem, *, layout: str = "vertical", script: str = "simp
 
 
 def render_card(poem: CardPoem, *, layout: str = "vertical", tones: bool = False, script: str = "simplified",
-                fonts: FontSet | None = None):
+                fonts: FontSet | None = None) -> Image.Image:
     """The card as a PIL RGB image. FontMissingError without a 楷 font; RequestError for bad input."""
     from core.card.draw import draw_card
 
