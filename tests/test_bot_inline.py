@@ -111,9 +111,11 @@ def test_typing_on_drops_the_older_query(rb):
 
 
 def test_empty_and_bad_queries_get_a_hint_button_and_no_results(rb):
+    users = rb.store.stats()["users"]
     ans = rb.fake.ask_inline(608, "")
     assert _results(ans) == [] and ans.params["button"]["start_parameter"] == "inline"
     assert "春夜" in ans.params["button"]["text"]
+    assert rb.store.stats()["users"] == users  # only looking creates no user
     ans = rb.fake.ask_inline(608, "藏头")
     assert _results(ans) == [] and "⚠️" in ans.params["button"]["text"] and ans.params["cache_time"] == 0
     ans = rb.fake.ask_inline(608, "hello")

@@ -31,7 +31,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
-from bot.handlers.common import current_user, db, services
+from bot.handlers.common import cached_lang, current_user, db, services
 from bot.keyboards import rate_link_keyboard
 from bot.limits import CapacityError
 from bot.render import caption, poem_heading, render_poem
@@ -179,10 +179,10 @@ async def inline_query(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     text = " ".join((query.query or "").split())
     # Numbered before the first await: queries typed in a row must keep their order.
     seq = context.user_data["inline_seq"] = context.user_data.get("inline_seq", 0) + 1
-    uid, st = await current_user(update, context)
-    if not text:
-        await _answer(update, [], t(st.lang, "inline_hint"))
+    if not text:  # "@bot " alone: a hint, and no user row for someone who only looked
+        await _answer(update, [], t(cached_lang(context), "inline_hint"))
         return
+    uid, st = await current_user(update, context)
     key = (query.from_user.id, text, st.script, st.lang, st.default_form)
     cached = _cached(context, key)
     if cached is not None:
