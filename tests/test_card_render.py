@@ -199,3 +199,23 @@ def test_explicit_font_setting(monkeypatch, tmp_path, fontset):
         card_fonts.find_faces()
     monkeypatch.setenv(card_fonts.FONT_ENV, str(fontset.primary.path))
     assert card_fonts.find_faces()[0].path == fontset.primary.path
+
+
+def test_a_clause_longer_than_a_column_or_row_wraps():
+    from core.card.layout import Clause, plan
+
+    long = "一二三四五六七八九十百千万亿兆京垓秭穰沟"  # 20 characters in one clause
+    clauses = [Clause(long, ("平",) * len(long), "，"), Clause("春风又绿江南岸", ("仄",) * 7, "。")]
+    v = plan(clauses, "长句", "词", layout="vertical", jinti=False)
+    columns: dict[float, list[str]] = {}
+    for g in v.glyphs:
+        if g.kind == "poem":
+            columns.setdefault(round(g.x, 2), []).append(g.char)
+    assert max(len(c) for c in columns.values()) <= 14
+    assert "".join("".join(c) for _, c in sorted(columns.items(), reverse=True)) == long + "春风又绿江南岸"
+    h = plan(clauses, "长句", "词", layout="horizontal", jinti=False)
+    rows: dict[float, int] = {}
+    for g in h.glyphs:
+        if g.kind in ("poem", "punct"):
+            rows[round(g.y, 2)] = rows.get(round(g.y, 2), 0) + 1
+    assert max(rows.values()) <= 14 and sum(rows.values()) == len(long) + 7 + 2
