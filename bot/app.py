@@ -20,12 +20,13 @@ from telegram.ext import (
     ApplicationBuilder,
     CallbackQueryHandler,
     CommandHandler,
+    InlineQueryHandler,
     MessageHandler,
     filters,
 )
 
 from bot.config import BotConfig, ConfigError
-from bot.handlers import admin, check, errors, forget, history, poems, rating, settings, start
+from bot.handlers import admin, card, check, errors, forget, history, inline, poems, rating, settings, start
 from bot.limits import ConcurrencyCap, RateLimiter
 
 log = logging.getLogger("bot")
@@ -158,6 +159,7 @@ def add_handlers(app: Application, config: BotConfig) -> None:
         (r"^d:", rating.delete),
         (r"^a:", poems.another),
         (r"^x:", check.explain),
+        (r"^c:", card.card_button),
         (r"^pf:", poems.pick_form),
         (r"^pc:", poems.pick_cipai),
         (r"^cb:", poems.browse_cipai_page),
@@ -170,6 +172,7 @@ def add_handlers(app: Application, config: BotConfig) -> None:
     ):
         app.add_handler(CallbackQueryHandler(fn, pattern=pattern))
     app.add_handler(CallbackQueryHandler(errors.stale_button))
+    app.add_handler(InlineQueryHandler(inline.inline_query))
     app.add_error_handler(errors.on_error)
 
 
@@ -235,7 +238,7 @@ def main(config: BotConfig, *, poet: Any = None, store: Any = None, retrain=None
     """Run until interrupted: long polling by default, a webhook when config.webhook_url is set."""
     setup_logging(config)
     app = build_application(config, poet=poet, store=store, retrain=retrain, reload=reload)
-    allowed = [Update.MESSAGE, Update.CALLBACK_QUERY]
+    allowed = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.INLINE_QUERY]
     if config.webhook_url:
         if importlib.util.find_spec("tornado") is None:
             raise ConfigError("webhook mode needs tornado: pip install 'python-telegram-bot[webhooks]'")

@@ -73,6 +73,18 @@ def parse_admin_ids(value: str | None) -> frozenset[int]:
     return frozenset(ids)
 
 
+def parse_chat(value: str | None) -> int | str | None:
+    """A chat for SHIREN_BOT_CARD_CHAT: a numeric id (-100…) or an @channel username; None if unset."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if re.fullmatch(r"-?\d{1,20}", value):
+        return int(value)
+    if re.fullmatch(r"@[A-Za-z][A-Za-z0-9_]{3,31}", value):
+        return value
+    raise ConfigError(f"SHIREN_BOT_CARD_CHAT must be a chat id (e.g. -1001234567890) or an @channel name (got {value!r})")
+
+
 def _int(env: Mapping[str, str], name: str, default: int, low: int = 1) -> int:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
@@ -119,6 +131,9 @@ class BotConfig:
     database_url: str | None = field(default=None, repr=False)
     model_dir: Path | None = None
     poll_timeout: int = 30
+    # Where inline mode uploads poem cards to get Telegram file ids (inline results can only show
+    # photos Telegram already has): a chat id or @channel the bot may post in; None = text results only.
+    card_chat: int | str | None = None
 
     def __post_init__(self) -> None:
         check_token(self.token)
@@ -144,6 +159,7 @@ class BotConfig:
             port=_int(env, "SHIREN_BOT_PORT", 8443),
             database_url=env.get("SHIREN_DATABASE_URL") or None,
             model_dir=Path(model_dir) if model_dir else None,
+            card_chat=parse_chat(env.get("SHIREN_BOT_CARD_CHAT")),
         )
         return replace(cfg, **overrides) if overrides else cfg
 

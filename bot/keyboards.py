@@ -13,11 +13,12 @@ CIPAI_PAGE = 12
 
 
 def poem_keyboard(poem_id: int, rating: int | None = None, lang: str = "zh") -> InlineKeyboardMarkup:
-    """⭐1–⭐5 (the current rating checked), another, explain, delete."""
+    """⭐1–⭐5 (the current rating checked), another, explain, picture card, delete."""
     stars = [Btn(f"{'✅' if rating == n else '⭐'}{n}", callback_data=f"r:{poem_id}:{n}") for n in range(1, 6)]
     actions = [
         Btn(t(lang, "btn_another"), callback_data=f"a:{poem_id}"),
         Btn(t(lang, "btn_explain"), callback_data=f"x:{poem_id}"),
+        Btn(t(lang, "btn_card"), callback_data=f"c:{poem_id}"),
         Btn(t(lang, "btn_delete"), callback_data=f"d:{poem_id}"),
     ]
     return InlineKeyboardMarkup([stars, actions])
@@ -48,7 +49,12 @@ def cipai_write_keyboard(name: str, lang: str = "zh") -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup([[Btn(t(lang, "btn_write_ci", name=name), callback_data=f"cw:{name}")]])
 
 
-def settings_keyboard(default_form: str, script: str, lang: str) -> InlineKeyboardMarkup:
+def rate_link_keyboard(bot_username: str, poem_id: int, lang: str = "zh") -> InlineKeyboardMarkup:
+    """Under a poem shared inline: one link that opens the private chat on that poem (/start p<id>)."""
+    return InlineKeyboardMarkup([[Btn(t(lang, "inline_rate"), url=f"https://t.me/{bot_username}?start=p{poem_id}")]])
+
+
+def settings_keyboard(default_form: str, script: str, lang: str, card_default: bool = False) -> InlineKeyboardMarkup:
     forms = [Btn(("• " if f == default_form else "") + f, callback_data=f"s:f:{f}") for f in FORMS]
     scripts = [
         Btn(("• " if script == "simplified" else "") + "简体", callback_data="s:s:simplified"),
@@ -58,7 +64,11 @@ def settings_keyboard(default_form: str, script: str, lang: str) -> InlineKeyboa
         Btn(("• " if lang == "zh" else "") + "中文", callback_data="s:l:zh"),
         Btn(("• " if lang == "en" else "") + "English", callback_data="s:l:en"),
     ]
-    return InlineKeyboardMarkup([forms, scripts, langs])
+    delivery = [
+        Btn(("• " if not card_default else "") + t(lang, "btn_delivery_text"), callback_data="s:c:0"),
+        Btn(("• " if card_default else "") + t(lang, "btn_delivery_card"), callback_data="s:c:1"),
+    ]
+    return InlineKeyboardMarkup([forms, scripts, langs, delivery])
 
 
 def welcome_keyboard(lang: str) -> InlineKeyboardMarkup:

@@ -9,6 +9,7 @@ from typing import Any
 from bot.texts import t
 
 MAX_MESSAGE = 4000  # Telegram allows 4096 characters per message
+MAX_CAPTION = 1024  # and 1024 per photo caption
 _ok = "✓"
 _no = "✗"
 
@@ -91,6 +92,14 @@ def render_poem(
     if rating:
         parts.append(t(lang, "your_rating", stars=stars_str(rating)))
     return for_script("\n".join(parts).strip(), script)
+
+
+def caption(html: str) -> str:
+    """A poem message as a photo caption: the whole of it when it fits Telegram's 1024 characters,
+    else its heading (the card shows the poem)."""
+    if len(html) <= MAX_CAPTION:
+        return html
+    return html.split("\n", 1)[0]  # the heading: a title is at most 30 characters
 
 
 def render_record(rec, *, lang: str = "zh", script: str = "simplified") -> str:

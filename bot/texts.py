@@ -26,10 +26,11 @@ TEXTS: dict[str, dict[str, str]] = {
               "/ci 浣溪沙 [题目] —— 填词；只发 /ci 浏览词牌\n"
               "/continue 白日依山尽 —— 以首句续写\n"
               "/check 诗句 —— 格律分析（或回复一首诗发 /check）\n"
-              "/settings —— 默认诗体、简繁、语言\n"
+              "/settings —— 默认诗体、简繁、语言、图片卡片\n"
               "/history [关键词] —— 我的诗与评分\n"
               "/forget —— 删除我的全部数据\n"
-              "/start —— 欢迎 · /help —— 本帮助",
+              "/start —— 欢迎 · /help —— 本帮助\n"
+              "每首诗下的 🖼 把它做成图片卡片；在任何聊天中输入 @{bot} 春夜 即可分享诗。",
         "en": "<b>Commands</b>\n"
               "a topic (plain text) — a poem in your default form\n"
               "/poem [topic] — pick a form (五绝 七绝 五律 七律 词)\n"
@@ -37,10 +38,11 @@ TEXTS: dict[str, dict[str, str]] = {
               "/ci 浣溪沙 [topic] — a 词; /ci alone browses the 词牌\n"
               "/continue 白日依山尽 — continue from a first line\n"
               "/check poem — 格律 analysis (or reply /check to a poem)\n"
-              "/settings — default form, simplified/traditional, language\n"
+              "/settings — default form, simplified/traditional, language, picture cards\n"
               "/history [search] — your poems and ratings\n"
               "/forget — delete all your data\n"
-              "/start — welcome · /help — this help",
+              "/start — welcome · /help — this help\n"
+              "🖼 under a poem makes it a picture card; type @{bot} 春夜 in any chat to share a poem.",
     },
     "admin_help": {
         "zh": "\n\n<b>管理</b>\n/stats · /retrain · /model list | promote 名称 | rollback",
@@ -102,6 +104,27 @@ TEXTS: dict[str, dict[str, str]] = {
     "btn_another": {"zh": "🔄 再来一首", "en": "🔄 Another"},
     "btn_explain": {"zh": "📜 格律", "en": "📜 Explain"},
     "btn_delete": {"zh": "🗑", "en": "🗑"},
+    "btn_card": {"zh": "🖼", "en": "🖼"},
+    "card_no_font": {
+        "zh": "🖼 图片卡片暂不可用：服务器没有安装楷体字体（fonts-lxgw-wenkai）。诗以文字发送。",
+        "en": "🖼 Picture cards are unavailable: the server has no 楷 font installed (fonts-lxgw-wenkai). "
+              "The poem comes as text.",
+    },
+    "card_sending": {"zh": "正在制作卡片…", "en": "Drawing the card…"},
+    "delivery_text": {"zh": "文字", "en": "text"},
+    "delivery_card": {"zh": "图片卡片", "en": "picture card"},
+    "btn_delivery_text": {"zh": "文字", "en": "Text"},
+    "btn_delivery_card": {"zh": "🖼 图片卡片", "en": "🖼 Picture card"},
+    "inline_hint": {"zh": "输入题目：春夜 · 七律 秋兴 · 藏头 春夏秋冬", "en": "Type a topic: 春夜 · 七律 秋兴 · 藏头 春夏秋冬"},
+    "inline_slow": {"zh": "🍵 请慢一点：{seconds} 秒后再试", "en": "🍵 Not so fast: try again in {seconds} s"},
+    "inline_busy": {"zh": "🙏 诗人正忙，请稍后再试", "en": "🙏 The poet is busy; try again in a moment"},
+    "inline_rate": {"zh": "⭐ 评分（私聊诗人）", "en": "⭐ Rate it (private chat)"},
+    "inline_text_title": {"zh": "{heading} · 文字", "en": "{heading} · text"},
+    "inline_card_title": {"zh": "{heading} · 卡片", "en": "{heading} · card"},
+    "start_poem": {
+        "zh": "这是你在其他聊天中分享的诗，可在下面评分：",
+        "en": "Here is the poem you shared in another chat; rate it below:",
+    },
     "acrostic_usage": {
         "zh": "用法：/acrostic 春夏秋冬 —— 每句首字依次为这几个字（4 字用绝句，5–8 字用律诗）。",
         "en": "Usage: /acrostic 春夏秋冬 — each line starts with one of these characters "
@@ -137,8 +160,8 @@ TEXTS: dict[str, dict[str, str]] = {
               "e.g. /check 浣溪沙 …",
     },
     "settings": {
-        "zh": "<b>设置</b>\n默认诗体：{form}\n显示：{script}\n语言：{language}",
-        "en": "<b>Settings</b>\nDefault form: {form}\nDisplay: {script}\nLanguage: {language}",
+        "zh": "<b>设置</b>\n默认诗体：{form}\n显示：{script}\n语言：{language}\n发送方式：{delivery}",
+        "en": "<b>Settings</b>\nDefault form: {form}\nDisplay: {script}\nLanguage: {language}\nPoems as: {delivery}",
     },
     "script_simplified": {"zh": "简体", "en": "simplified"},
     "script_traditional": {"zh": "繁體", "en": "traditional"},

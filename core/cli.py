@@ -91,6 +91,12 @@ def _register_tui() -> None:
     app.command("tui", help="Open the terminal app.")(tui)
 
 
+def _register_card() -> None:
+    from core.card.cli import card
+
+    app.command("card", help="Render a poem (a stored poem's id, or its text) as a PNG card.")(card)
+
+
 def _register_bench() -> None:
     from core.bench_cli import bench
 
@@ -102,7 +108,7 @@ def _register_bench() -> None:
 REGISTRARS = {
     "write": _register_write, "check": _register_check, "train": _register_train, "eval": _register_eval,
     "model": _register_model, "db": _register_db, "bot": _register_bot, "tui": _register_tui,
-    "bench": _register_bench,
+    "bench": _register_bench, "card": _register_card,
 }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -109,6 +111,8 @@ class User(Base):
     default_form: Mapped[str] = mapped_column(String(16), default="七绝")
     script: Mapped[str] = mapped_column(String(16), default="simplified")
     lang: Mapped[str] = mapped_column(String(16), default="zh")
+    # Send poems as picture cards by default (migration 0002).
+    card_default: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Request(Base):

@@ -78,6 +78,7 @@ class UserSettings:
     default_form: str = "七绝"
     script: str = "simplified"  # or "traditional"
     lang: str = "zh"
+    card_default: bool = False  # poems come as picture cards (the bot's /settings)
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,10 @@ def open_store(url: str | None = None, *, upgrade: bool = True) -> Store:
     `shiren db upgrade` when the schema is not at head.
     """
     return Store(url, upgrade=upgrade)
+
+
+def _settings(u: User) -> UserSettings:
+    return UserSettings(default_form=u.default_form, script=u.script, lang=u.lang, card_default=bool(u.card_default))
 
 
 def _request_from_row(r: Request) -> PoemRequest:
@@ -308,6 +313,7 @@ class Store:
                 default_form=UserSettings.default_form,
                 script=UserSettings.script,
                 lang=UserSettings.lang,
+                card_default=UserSettings.card_default,
             )
             ins = ins.on_conflict_do_nothing(index_elements=["source", "external_id"])
             s.execute(ins)
@@ -319,7 +325,7 @@ class Store:
     def get_settings(self, user_id: int) -> UserSettings:
         with self._read() as s:
             u = self._require_user(s, user_id)
-            return UserSettings(default_form=u.default_form, script=u.script, lang=u.lang)
+            return _settings(u)
 
     def update_settings(self, user_id: int, **changes: Any) -> UserSettings:
         unknown = set(changes) - set(_SETTINGS_FIELDS)
@@ -333,11 +339,12 @@ class Store:
             raise InvalidValueError(f"Unknown script {changes['script']!r}; one of: {', '.join(SCRIPTS)}.")
         if "lang" in changes and not (isinstance(changes["lang"], str) and 0 < len(changes["lang"]) <= 16):
             raise InvalidValueError(f"Bad language code {changes['lang']!r}.")
+        if "card_default" in changes and not isinstance(changes["card_default"], bool):
+            raise InvalidValueError(f"card_default is true or false (got {changes['card_default']!r}).")
         with self._write() as s:
             u = self._require_user(s, user_id)
-            current = UserSettings(default_form=u.default_form, script=u.script, lang=u.lang)
-            new = replace(current, **changes)
-            u.default_form, u.script, u.lang = new.default_form, new.script, new.lang
+            new = replace(_settings(u), **changes)
+            u.default_form, u.script, u.lang, u.card_default = new.default_form, new.script, new.lang, new.card_default
             return new
 
     # -- requests and poems -----------------------------------------------------------------------
@@ -533,7 +540,8 @@ class Store:
                     "external_id": u.external_id,
                     "display_name": u.display_name,
                     "created": _iso(u.created),
-                    "settings": {"default_form": u.default_form, "script": u.script, "lang": u.lang},
+                    "settings": {"default_form": u.default_form, "script": u.script, "lang": u.lang,
+                                 "card_default": bool(u.card_default)},
                 },
                 "requests": [
                     {

@@ -16,4 +16,18 @@ fi
 # does not wait. Without a C compiler Shiren falls back to its PyTorch decoder (slower, same poems' rules).
 .venv/bin/python -c "from core.fastc import load_kernel; import sys; sys.exit(load_kernel() is None)" \
   && echo "decode kernel built" || echo "no C compiler: using the PyTorch decoder (see README, Speed)"
+# Poem cards (core/card) need a 楷 font; Debian's fonts-lxgw-wenkai (霞鹜文楷) is the one the tests'
+# reference images were drawn with. Installed with apt-get when we are root and it is missing.
+has_wenkai() { .venv/bin/python -c "import sys; from core.card.fonts import discover
+sys.exit(not any(f.family == 'LXGW WenKai' for f in discover()))"; }
+if ! has_wenkai; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    { apt-get install -y -q --no-install-recommends fonts-lxgw-wenkai \
+        || { apt-get update -q && apt-get install -y -q --no-install-recommends fonts-lxgw-wenkai; }; } >/dev/null 2>&1 \
+      && echo "card font installed (fonts-lxgw-wenkai)" \
+      || echo "could not install fonts-lxgw-wenkai: poem cards fall back to text (see README, Poem cards)"
+  else
+    echo "no 楷 font for poem cards: run 'sudo apt-get install fonts-lxgw-wenkai' (or set SHIREN_CARD_FONT)"
+  fi
+fi
 .venv/bin/shiren --help >/dev/null && echo "shiren installed in .venv (activate: source .venv/bin/activate)"

@@ -1,12 +1,14 @@
 """A fake Telegram Bot API server for end-to-end bot tests, and a harness that runs the real bot on it.
 
 `FakeTelegram` is a small stdlib HTTP server on 127.0.0.1 (a thread) speaking enough of the Bot API
-for python-telegram-bot: getMe, getUpdates (long poll, short timeout), sendMessage, editMessageText,
-editMessageReplyMarkup, answerCallbackQuery, sendChatAction, deleteWebhook, setMyCommands,
-getMyCommands, … It checks what real Telegram checks and the bot could get wrong (the token, HTML
-that does not parse, callback data over 64 bytes, "message is not modified", answering a callback
-twice), records every call the bot makes, and lets tests inject updates (text, commands, replies,
-stickers, photos, voice, callback queries).
+for python-telegram-bot: getMe, getUpdates (long poll, short timeout), sendMessage, sendPhoto
+(multipart upload), editMessageText, editMessageCaption, editMessageReplyMarkup, answerCallbackQuery,
+answerInlineQuery, sendChatAction, deleteWebhook, setMyCommands, getMyCommands, … It checks what real
+Telegram checks and the bot could get wrong (the token, HTML that does not parse, callback data over
+64 bytes, captions over 1024 characters, "message is not modified", answering a callback or an inline
+query twice, inline results with duplicate ids or unknown photos), records every call the bot makes,
+and lets tests inject updates (text, commands, replies, stickers, photos, voice, callback queries,
+inline queries).
 
 `BotHarness` runs `bot.app.build_application(...)` — the real PTB Application, pointed at the fake
 server through `base_url` — on its own event loop in a background thread, like production.
@@ -15,6 +17,8 @@ server through `base_url` — on its own event loop in a background thread, like
 from __future__ import annotations
 
 import asyncio
+import email.parser
+import email.policy
 import functools
 import html.parser
 import json
@@ -31,8 +35,9 @@ BOT_ID = 123456789
 BOT_USERNAME = "shiren_test_bot"
 
 _JSON_PARAMS = {"reply_markup", "allowed_updates", "commands", "entities", "reply_parameters",
-                "link_preview_options", "scope", "caption_entities"}
-_INT_PARAMS = {"chat_id", "message_id", "offset", "limit", "timeout", "reply_to_message_id", "user_id"}
+                "link_preview_options", "scope", "caption_entities", "results", "button"}
+_INT_PARAMS = {"chat_id", "message_id", "offset", "limit", "timeout", "reply_to_message_id", "user_id",
+               "cache_time"}
 _ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "code", "pre", "a",
                  "tg-spoiler", "span", "blockquote", "tg-emoji"}
 
@@ -86,8 +91,10 @@ class Call:
 
     @property
     def text(self) -> str:
-        """The plain text sent (HTML removed), or the callback answer's text."""
-        return (self.result or {}).get("text", "") if isinstance(self.result, dict) else self.params.get("text", "")
+        """The plain text sent (HTML removed) or a photo's caption, or the callback answer's text."""
+        if isinstance(self.result, dict):
+            return self.result.get("text") or self.result.get("caption") or ""
+        return self.params.get("text", "")
 
     @property
     def html(self) -> str:
@@ -119,10 +126,12 @@ class FakeTelegram:
         self.messages: dict[tuple[int, int], dict] = {}
         self.answered: set[str] = set()
         self.next_query_id = 1
+        self.files: dict[str, bytes] = {}  # file_id → the uploaded bytes (sendPhoto)
+        self.inline_answered: set[str] = set()
         self.commands: list[dict] = []
         self.bot_user = {"id": BOT_ID, "is_bot": True, "first_name": "Shiren", "username": BOT_USERNAME,
                          "can_join_groups": True, "can_read_all_group_messages": False,
-                         "supports_inline_queries": False}
+                         "supports_inline_queries": True}
         self.requests_seen = 0
         self.paths_seen: list[str] = []
         self._server: ThreadingHTTPServer | None = None
@@ -204,11 +213,25 @@ class FakeTelegram:
         return 200, {"ok": True, "result": result}
 
     @staticmethod
+    def _multipart(ctype: str, body: bytes) -> dict[str, Any]:
+        """multipart/form-data (a file upload): plain fields as str, files as bytes."""
+        msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            f"Content-Type: {ctype}\r\n\r\n".encode() + body)
+        out: dict[str, Any] = {}
+        for part in msg.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            payload = part.get_payload(decode=True) or b""
+            out[name] = payload if part.get_filename() else payload.decode()
+        return out
+
+    @staticmethod
     def _parse(ctype: str, body: bytes) -> dict[str, Any]:
         if not body:
             return {}
         if "json" in ctype:
             raw = json.loads(body)
+        elif "multipart/form-data" in ctype:
+            raw = FakeTelegram._multipart(ctype, body)
         else:
             raw = {k: v[0] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
         out: dict[str, Any] = {}
@@ -217,7 +240,7 @@ class FakeTelegram:
                 v = json.loads(v)
             elif isinstance(v, str) and k in _INT_PARAMS and re.fullmatch(r"-?\d+", v):
                 v = int(v)
-            elif isinstance(v, str) and v in ("true", "false") and k not in ("text",):
+            elif isinstance(v, str) and v in ("true", "false") and k not in ("text", "caption"):
                 v = v == "true"
             out[k] = v
         return out
@@ -299,6 +322,93 @@ class FakeTelegram:
                 msg["reply_markup"] = p["reply_markup"]
             self.messages[(chat_id, mid)] = msg
         return msg
+
+    def _caption(self, p) -> str:
+        caption = p.get("caption") or ""
+        if len(caption) > 1024:
+            raise ValueError("message caption is too long")
+        return html_to_text(caption) if (p.get("parse_mode") or "").upper() == "HTML" else caption
+
+    def api_sendPhoto(self, p):
+        caption = self._caption(p)
+        self._check_markup(p)
+        photo = p.get("photo")
+        chat_id = int(p["chat_id"])
+        with self.cond:
+            if isinstance(photo, bytes):
+                if not photo.startswith(b"\x89PNG") and not photo.startswith(b"\xff\xd8"):
+                    raise ValueError("IMAGE_PROCESS_FAILED")
+                if len(photo) > 10 * 1024 * 1024:
+                    raise ValueError("PHOTO_INVALID_DIMENSIONS")
+                file_id = f"AgACphoto{len(self.files) + 1}"
+                self.files[file_id] = photo
+            elif isinstance(photo, str) and photo in self.files:
+                file_id = photo
+            else:
+                raise ValueError("wrong file identifier/HTTP URL specified")
+            mid = self._new_message_id(chat_id)
+            msg = {"message_id": mid, "date": int(time.time()), "chat": self._chat(chat_id),
+                   "from": self.bot_user,
+                   "photo": [{"file_id": file_id, "file_unique_id": file_id + "u", "width": 320, "height": 320}]}
+            if caption:
+                msg["caption"] = caption
+            if p.get("reply_markup"):
+                msg["reply_markup"] = p["reply_markup"]
+            self.messages[(chat_id, mid)] = msg
+        return msg
+
+    def api_editMessageCaption(self, p):
+        caption = self._caption(p)
+        self._check_markup(p)
+        with self.cond:
+            msg = self.messages.get((int(p["chat_id"]), int(p["message_id"])))
+            if msg is None:
+                raise ValueError("message to edit not found")
+            if "photo" not in msg:
+                raise ValueError("there is no caption in the message to edit")
+            markup = p.get("reply_markup")
+            if msg.get("caption", "") == caption and msg.get("reply_markup") == markup:
+                raise ValueError("message is not modified: specified new message content and reply markup "
+                                 "are exactly the same as a current content and reply markup of the message")
+            msg["caption"] = caption
+            msg["edit_date"] = int(time.time())
+            if markup:
+                msg["reply_markup"] = markup
+            else:
+                msg.pop("reply_markup", None)
+            return dict(msg)
+
+    def api_answerInlineQuery(self, p):
+        qid = str(p.get("inline_query_id"))
+        results = p.get("results") or []
+        if isinstance(results, str):
+            results = json.loads(results)
+        if len(results) > 50:
+            raise ValueError("RESULTS_TOO_MUCH")
+        ids = [r.get("id") for r in results]
+        if len(set(ids)) != len(ids) or any(not i or len(str(i).encode()) > 64 for i in ids):
+            raise ValueError("RESULT_ID_DUPLICATE")
+        for r in results:
+            kind = r.get("type")
+            if kind == "article":
+                content = r.get("input_message_content") or {}
+                text = content.get("message_text") or ""
+                if not text.strip() or not r.get("title"):
+                    raise ValueError("MESSAGE_EMPTY")
+                if (content.get("parse_mode") or "").upper() == "HTML":
+                    html_to_text(text)
+            elif kind == "photo":
+                if r.get("photo_file_id") not in self.files:
+                    raise ValueError("PHOTO_INVALID")
+                self._caption(r)
+            else:
+                raise ValueError(f"unsupported result type {kind}")
+            self._check_markup(r)
+        with self.cond:
+            if qid in self.inline_answered:
+                raise ValueError("query is too old and response timeout expired or query ID is invalid")
+            self.inline_answered.add(qid)
+        return True
 
     def api_editMessageText(self, p):
         text = self._plain(p)
@@ -421,6 +531,22 @@ class FakeTelegram:
                                       "data": data, "message": dict(current)})
         return qid
 
+    def inline(self, user_id: int, query: str) -> str:
+        """Inject an inline query: `user_id` types "@bot <query>" in some chat. Returns the query id."""
+        with self.cond:
+            qid = f"iq{self.next_query_id}"
+            self.next_query_id += 1
+        self._push("inline_query", {"id": qid, "from": self.user(user_id), "query": query, "offset": "",
+                                    "chat_type": "supergroup"})
+        return qid
+
+    def ask_inline(self, user_id: int, query: str, timeout: float = 30.0) -> Call:
+        """Type an inline query and return the bot's answerInlineQuery for it."""
+        mark = self.mark()
+        qid = self.inline(user_id, query)
+        return self.wait("answerInlineQuery", since=mark, timeout=timeout,
+                         where=lambda c: str(c.params.get("inline_query_id")) == qid)[0]
+
     # ---- inspecting --------------------------------------------------------------------------
     def mark(self) -> int:
         with self.cond:
@@ -512,7 +638,7 @@ class BotHarness:
         if app.post_init:
             await app.post_init(app)
         await app.start()
-        await app.updater.start_polling(poll_interval=0.0, timeout=1, allowed_updates=["message", "callback_query"])
+        await app.updater.start_polling(poll_interval=0.0, timeout=1, allowed_updates=["message", "callback_query", "inline_query"])
         self._ready.set()
         try:
             await self._stop.wait()

@@ -43,6 +43,15 @@ def test_from_env():
         BotConfig.from_env({**env, "SHIREN_BOT_MAX_CONCURRENT": "lots"})
 
 
+def test_card_chat_for_inline_cards():
+    env = {"TELEGRAM_BOT_TOKEN": TOKEN}
+    assert BotConfig.from_env(env).card_chat is None
+    assert BotConfig.from_env({**env, "SHIREN_BOT_CARD_CHAT": "-1001234567890"}).card_chat == -1001234567890
+    assert BotConfig.from_env({**env, "SHIREN_BOT_CARD_CHAT": " @shiren_cards "}).card_chat == "@shiren_cards"
+    with pytest.raises(ConfigError, match="SHIREN_BOT_CARD_CHAT"):
+        BotConfig.from_env({**env, "SHIREN_BOT_CARD_CHAT": "my channel"})
+
+
 def test_api_url_forms():
     assert normalize_api_url(None) == "https://api.telegram.org/bot{token}"
     assert normalize_api_url("http://x:8081/bot") == "http://x:8081/bot{token}"

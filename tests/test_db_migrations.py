@@ -25,7 +25,7 @@ def test_upgrade_creates_schema_matching_models_and_downgrade_roundtrips(db_url)
     engine = make_engine(db_url)
     try:
         assert migrate.current_revision(engine) is None
-        assert migrate.upgrade(engine) == migrate.head_revision() == "0001"
+        assert migrate.upgrade(engine) == migrate.head_revision() == "0002"
         assert _tables(engine) == TABLES
         insp = inspect(engine)
         assert {tuple(u["column_names"]) for u in insp.get_unique_constraints("ratings")} == {
@@ -43,9 +43,42 @@ def test_upgrade_creates_schema_matching_models_and_downgrade_roundtrips(db_url)
 
         assert migrate.downgrade(engine, "base") is None
         assert _tables(engine) == set()
-        assert migrate.upgrade(engine) == "0001"
+        assert migrate.upgrade(engine) == "0002"
         assert _tables(engine) == TABLES
-        assert migrate.upgrade(engine) == "0001"  # idempotent
+        assert migrate.upgrade(engine) == "0002"  # idempotent
+    finally:
+        engine.dispose()
+
+
+def test_0002_adds_card_default_keeping_users_and_their_poems(db_url):
+    """0001 → 0002 on a database with data: users keep everything and get card_default false;
+    the setting round-trips; 0002 → 0001 drops only the column."""
+    engine = make_engine(db_url)
+    try:
+        assert migrate.upgrade(engine, "0001") == "0001"
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO users (source, external_id, display_name, created, default_form, script, lang) "
+                "VALUES ('telegram', '42', 'x', '2026-01-01 00:00:00', '五律', 'traditional', 'en')")
+        assert migrate.upgrade(engine) == "0002"
+        with Store(db_url, upgrade=False) as store:
+            uid = store.ensure_user("telegram", "42")
+            st = store.get_settings(uid)
+            assert (st.default_form, st.script, st.lang, st.card_default) == ("五律", "traditional", "en", False)
+            store.record_poems(uid, make_request(), make_poems(1))  # noqa: F405
+            assert store.update_settings(uid, card_default=True).card_default is True
+            assert store.get_settings(uid).card_default is True
+            assert store.export_user(uid)["user"]["settings"]["card_default"] is True
+            new = store.ensure_user("tui", "me")
+            assert store.get_settings(new).card_default is False
+            with pytest.raises(ValueError, match="card_default"):
+                store.update_settings(uid, card_default="yes")
+        assert migrate.downgrade(engine, "0001") == "0001"
+        cols = {c["name"] for c in inspect(engine).get_columns("users")}
+        assert "card_default" not in cols and "default_form" in cols
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM poems").scalar() == 1
+            assert conn.exec_driver_sql("SELECT script FROM users WHERE external_id = '42'").scalar() == "traditional"
     finally:
         engine.dispose()
 
@@ -105,9 +138,9 @@ def test_cli_upgrade_current_export_forget(tmp_path):
     r = runner.invoke(app, ["current", "--url", url])
     assert r.exit_code == 1 and "shiren db upgrade" in r.output
     r = runner.invoke(app, ["upgrade", "--url", url])
-    assert r.exit_code == 0 and "0001" in r.output
+    assert r.exit_code == 0 and "0002" in r.output
     r = runner.invoke(app, ["current", "--url", url])
-    assert r.exit_code == 0 and "revision 0001" in r.output
+    assert r.exit_code == 0 and "revision 0002" in r.output
 
     with Store(url) as store:
         uid = store.ensure_user("cli", "me", "我")

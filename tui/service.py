@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 Progress = Callable[[float, str], None]
 RetrainFn = Callable[[Progress], dict]
 
-EXPORT_FORMATS = ("markdown", "text")
+EXPORT_FORMATS = ("markdown", "text")  # the history; a single poem can also be a PNG card (export_card)
 MAX_EXPORT = 10_000
 
 
@@ -274,10 +274,33 @@ class ShirenService:
         text = self.export(fmt, search)
         path = Path(path).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        _write_atomic(path, text)
         return self.count_history(search)
+
+    def export_card(self, poem_id: int, path: str | Path, *, layout: str = "vertical", tones: bool = False,
+                    script: str = "simplified") -> CardExport:
+        """One of the user's poems as a PNG card at `path` (atomically; slow on first use: call from a
+        worker). Without a 楷 font the same card is written as text next to it (`.txt`) and
+        `fallback` says why."""
+        from core.card import CardPoem, FontMissingError, card_layout, card_text, render_card
+
+        rec = self.get_poem(poem_id)
+        if rec is None:
+            raise RequestError(f"no poem #{poem_id} in your history")
+        poem = CardPoem(rec.text, rec.form, rec.title, rec.cipai)
+        path = Path(path).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            img = render_card(poem, layout=layout, tones=tones, script=script)
+        except FontMissingError as e:
+            lay, footer = card_layout(poem, layout=layout, script=script)
+            out = path.with_suffix(".txt")
+            _write_atomic(out, card_text(lay, footer) + "\n")
+            return CardExport(out, str(e))
+        tmp = path.with_name(path.name + ".tmp")
+        img.save(tmp, format="PNG")
+        tmp.replace(path)
+        return CardExport(path)
 
     # -- model and feedback training -----------------------------------------------------------
 
@@ -315,6 +338,20 @@ class ShirenService:
             raise ShirenError("feedback training is not available in this installation")
         result = self.retrain(progress)
         return dict(result or {})
+
+
+@dataclass(frozen=True)
+class CardExport:
+    """Where a card was written; `fallback` (why) when it had to be text."""
+
+    path: Path
+    fallback: str | None = None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
 
 
 def stars_text(stars: int | None) -> str:

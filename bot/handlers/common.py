@@ -75,9 +75,15 @@ async def reply(update: Update, context: ContextTypes.DEFAULT_TYPE, text: str, *
 
 
 async def edit(query, text: str, **kw) -> None:
-    """Edit a callback's message; "message is not modified" (same rating twice) is not an error."""
+    """Edit a callback's message (a photo's caption for a card); "message is not modified" (same
+    rating twice) is not an error."""
     try:
-        await query.edit_message_text(text, parse_mode=ParseMode.HTML, disable_web_page_preview=True, **kw)
+        if query.message is not None and getattr(query.message, "photo", None):
+            from bot.render import caption
+
+            await query.edit_message_caption(caption(text), parse_mode=ParseMode.HTML, **kw)
+        else:
+            await query.edit_message_text(text, parse_mode=ParseMode.HTML, disable_web_page_preview=True, **kw)
     except BadRequest as e:
         if "not modified" not in str(e).lower():
             raise

@@ -72,6 +72,13 @@ async def write_and_send(update: Update, context: ContextTypes.DEFAULT_TYPE, req
     html = render_poem(poem.text, poem.form, title=poem.title, cipai=poem.cipai, scores=poem.scores,
                        model_version=poem.model_version, lang=st.lang, script=st.script)
     kw = {"reply_to_message_id": reply_to} if reply_to else {}
+    if st.card_default:
+        from bot.handlers.card import send_card
+
+        if await send_card(context, chat_id, poem, html, st.script,
+                           reply_markup=poem_keyboard(pid, None, st.lang), **kw) is not None:
+            return pid
+        html += "\n\n" + t(st.lang, "card_no_font")
     await send(context, chat_id, html, reply_markup=poem_keyboard(pid, None, st.lang), **kw)
     return pid
 

@@ -1,10 +1,12 @@
-"""History: the user's poems with their ratings; search, re-rate, explain, delete, export."""
+"""History: the user's poems with their ratings; search, re-rate, explain, delete, export (the
+history as Markdown or text, the selected poem as a PNG card)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -14,7 +16,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 from core.types import ShirenError
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.explain import ExplainScreen
-from tui.screens.export import ExportScreen
+from tui.screens.export import ExportChoice, ExportScreen
 from tui.service import poem_heading, stars_text
 from tui.widgets.nav_bar import NavBar
 from tui.widgets.poem_view import horizontal_rows
@@ -195,15 +197,35 @@ class HistoryScreen(Screen):
         self.app.push_screen(ConfirmScreen(f"Delete poem #{r.id} 「{first}」 and its rating?"), answered)
 
     def action_export(self) -> None:
-        def chosen(result) -> None:
-            if not result:
+        selected = self.selected
+
+        def chosen(choice: ExportChoice | None) -> None:
+            if not choice:
                 return
-            fmt, path = result
+            if choice.fmt == "png" and selected is not None:
+                self.notify(f"drawing the card of #{selected.id}…", timeout=2)
+                self._export_card(selected.id, choice)
+                return
             try:
-                n = self.service.export_to(path, fmt, self.search)
+                n = self.service.export_to(choice.path, choice.fmt, self.search)
             except (ShirenError, OSError) as e:
                 self.notify(f"export failed: {e}", severity="error")
                 return
-            self.notify(f"exported {n} poem{'s' if n != 1 else ''} to {path}", timeout=4)
+            self.notify(f"exported {n} poem{'s' if n != 1 else ''} to {choice.path}", timeout=4)
 
-        self.app.push_screen(ExportScreen(), chosen)
+        self.app.push_screen(ExportScreen(poem_id=selected.id if selected is not None else None), chosen)
+
+    @work(thread=True, exclusive=True, group="export-card", exit_on_error=False)
+    def _export_card(self, poem_id: int, choice: ExportChoice) -> None:
+        """Draw and write the card in a worker (the font loads on first use)."""
+        try:
+            done = self.service.export_card(poem_id, choice.path, layout=choice.layout, tones=choice.tones,
+                                            script=choice.script)
+        except (ShirenError, OSError) as e:
+            self.app.call_from_thread(self.notify, f"export failed: {e}", severity="error")
+            return
+        if done.fallback:
+            self.app.call_from_thread(self.notify, f"{done.fallback}; wrote the card as text to {done.path}",
+                                      severity="warning", timeout=8)
+        else:
+            self.app.call_from_thread(self.notify, f"wrote the card of #{poem_id} to {done.path}", timeout=4)
