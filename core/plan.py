@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 from core.gelv import cipai_patterns, jinti_templates
 from core.gelv.patterns import relaxed_positions
-from core.gelv.usage import common_cilin_bu, common_ping_groups, common_tone_classes
+from core.gelv.table import tone_classes
+from core.gelv.usage import common_cilin_bu, common_ping_groups, common_tone_classes, tone_usage
 from core.requests import LINES
 from core.types import PoemRequest, RequestError
 
@@ -169,6 +170,17 @@ def _consistent(slots: list[Slot], templates: frozenset[int], form: str) -> tupl
     return frozenset(alive), groups
 
 
+def _rare_note(slots: list[Slot]) -> str:
+    """Fixed characters whose other tone is a rare reading (so a reader would not hear it), for messages."""
+    notes = []
+    for ch in dict.fromkeys(s.fixed for s in slots if s.kind == "char" and s.fixed):
+        for tone in tone_classes(ch) - common_tone_classes(ch):
+            u = tone_usage(ch, tone)
+            if u is not None:
+                notes.append(f"「{ch}」 read {tone} is a rare reading ({u.uses:,} of {u.of:,} uses by real poets)")
+    return ("; " + ", ".join(notes)) if notes else ""
+
+
 def _drop_overridden_repeats(slots: list[Slot]) -> None:
     """A user's char (acrostic head, first line) inside a 叠句 wins: that clause is written freely."""
     for line in {s.line for s in slots if s.copy_of >= 0 and s.fixed}:
@@ -202,7 +214,7 @@ def build_plan(req: PoemRequest, rng: random.Random) -> Plan:
     if not alive:
         what = "first line" if req.first_line else "acrostic"
         raise RequestError(f"the {what} breaks the tonal pattern of every {req.form} template "
-                           "(2nd/4th/6th chars and the rhyme); try other characters")
+                           f"(2nd/4th/6th chars and the rhyme){_rare_note(slots)}; try other characters")
     # Keywords: place each where it keeps some template possible; random (seeded) among the fits.
     for kw in req.keywords:
         if any(kw in "".join(s.fixed for s in line_slots[i]) for i in lines):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,13 @@ def test_request_text_is_normalised():
 
     assert clean_text("疎影") == "疏影"
     assert clean_text("鴈") == "雁"
+
+
+def test_a_first_line_that_fits_only_by_a_rare_reading_is_refused_with_the_reason():
+    from core.plan import build_plan
+    from core.requests import normalize_request
+    from core.types import PoemRequest, RequestError
+
+    req = normalize_request(PoemRequest(form="七律", first_line="所困每患失其亲"))
+    with pytest.raises(RequestError, match=r"「亲」 read 仄 is a rare reading \(3 of 3,045"):
+        build_plan(req, random.Random(0))
