@@ -85,7 +85,8 @@ def time_steps(cfg: GPTConfig, batch: int, *, bf16: bool, compile_: bool, opt_im
     tokens = batch * cfg.block_size
     return {"params": n, "n_layer": cfg.n_layer, "n_embd": cfg.n_embd, "block": cfg.block_size, "batch": batch,
             "bf16": bf16, "compile": compile_, "opt": opt_impl, "first_step_s": round(first, 2),
-            "step_s": round(med, 4), "tok_s": round(tokens / med),
+            "step_s": round(med, 4), "step_min_s": round(min(times), 4), "tok_s": round(tokens / med),
+            "tok_s_best": round(tokens / min(times)),
             "flop_s": model_flops_per_token(cfg, n, cfg.block_size) * tokens / med}
 
 

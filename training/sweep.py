@@ -58,7 +58,7 @@ def read_run(run: Path) -> SweepPoint:
         raise ValueError(f"{run}: no steps or no valid loss logged yet")
     cfg = start["config"]
     rates = [r["tok_s"] for r in steps[len(steps) // 5 :] if r["tok_s"] > 0]  # past warm-up/compile
-    first_time = next((r["time"] for r in lines if r.get("event") == "first_step"), steps[0]["time"])
+    first_time = steps[0]["time"]  # after the first step, which pays for compilation
     return SweepPoint(name=Path(run).name, params=start["params"], n_layer=cfg["model"]["n_layer"],
                       n_embd=cfg["model"]["n_embd"], tokens=steps[-1]["tokens"], valid_loss=valid[-1]["valid_loss"],
                       tok_s=statistics.median(rates) if rates else 0.0, seconds=steps[-1]["time"] - first_time,
@@ -244,8 +244,8 @@ def main() -> None:
     r.add_argument("--sizes", default="4x256:2e-3,6x384:1.5e-3,8x512:1e-3", help="LAYERSxWIDTH:LR,…")
     r.add_argument("--batch", type=int, default=32)
     r.add_argument("--block", type=int, default=256)
-    r.add_argument("--warmup-frac", type=float, default=0.05)
-    r.add_argument("--eval-points", type=int, default=8)
+    r.add_argument("--warmup-frac", type=float, default=0.1)
+    r.add_argument("--eval-points", type=int, default=4)
     r.add_argument("--out-root", type=Path, default=None)
     p = sub.add_parser("report")
     p.add_argument("runs", nargs="+", type=Path)
