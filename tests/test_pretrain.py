@@ -244,6 +244,15 @@ def test_restart_from_weights_on_a_new_machine(tmp_path, streams, monkeypatch):
     assert saved["resumes"][0]["step"] == 20 and saved["resumes"][0]["source"] == str(snap)
     out = export_base(new / "ckpt", tok_dir, tmp_path / "exported")
     assert out["train_config"]["resumes"][0]["rewarm_steps"] == 4
+    from training.model_card import write_base_card
+
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    (ds / "manifest.json").write_text(json.dumps({"poems": {"train": 160}, "chars": {"train": 4000},
+                                                  "vocab_min_freq": 10}))
+    write_base_card(new, tmp_path / "exported", ds, n_samples=1, compare=None)
+    card = (tmp_path / "exported" / "README.md").read_text()
+    assert "| restart | at step 20 from committed weights" in card and "4-step LR re-warm-up" in card
     # "auto": the snapshot is taken only when this same run made it.
     monkeypatch.setattr(P, "default_snapshot_dir", lambda: snap)
     same = cfg_for(tmp_path / "x", tok, max_steps=30, lr=1e-2, warmup_steps=3, init_from="auto")
