@@ -295,3 +295,11 @@ def test_sweep_report_from_synthetic_logs(tmp_path):
     assert sweep.effective_tokens(1e6, 2e6) == 1e6  # under one epoch: all fresh
     assert 2e6 * 5 > sweep.effective_tokens(2e6 * 5, 2e6) > 2e6 * 4.4  # five epochs ≈ 4.5 fresh ones
     assert sweep.params_of(4, 256) == 5_172_224  # the shipped model's count
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    res = CliRunner().invoke(app, ["sweep", *map(str, runs), "--png", str(tmp_path / "c.png"),
+                                   "--md", str(tmp_path / "c.md")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "c.png").exists() and "shipped" in (tmp_path / "c.md").read_text()
