@@ -105,6 +105,8 @@ def fit(points: list[tuple[float, float, float]]) -> Fit:
 def tok_s_at(params: float, pts: list[SweepPoint]) -> float:
     """Measured tokens/s, interpolated log-log in params (extrapolated from the two nearest ends)."""
     pts = sorted(pts, key=lambda p: p.params)
+    if len(pts) == 1:  # one point: tokens/s inversely proportional to size
+        return pts[0].tok_s * pts[0].params / params
     xs = [math.log(p.params) for p in pts]
     ys = [math.log(p.tok_s) for p in pts]
     x = math.log(params)
@@ -124,12 +126,13 @@ def params_of(n_layer: int, n_embd: int, vocab: int = 7651) -> int:
 CANDIDATES = [(4, 256), (6, 320), (6, 384), (8, 448), (8, 512), (10, 576), (10, 640), (12, 768)]
 
 
-def recommend(f: Fit, pts: list[SweepPoint], hours: float, epoch_tokens: float) -> list[dict]:
-    """Predicted final valid loss of each candidate shape trained for `hours` here."""
+def recommend(f: Fit, pts: list[SweepPoint], hours: float, epoch_tokens: float, rate_scale: float = 1.0) -> list[dict]:
+    """Predicted final valid loss of each candidate shape trained for `hours` here, at the sweep's
+    measured tokens/s times `rate_scale` (the sweep ran on a shared machine; a quiet one is faster)."""
     rows = []
     for n_layer, n_embd in CANDIDATES:
         n = params_of(n_layer, n_embd)
-        rate = tok_s_at(n, pts)
+        rate = tok_s_at(n, pts) * rate_scale
         tokens = rate * hours * 3600
         d_eff = effective_tokens(tokens, epoch_tokens)
         rows.append({"n_layer": n_layer, "n_embd": n_embd, "params": n, "tok_s": rate, "tokens": tokens,
@@ -139,7 +142,7 @@ def recommend(f: Fit, pts: list[SweepPoint], hours: float, epoch_tokens: float) 
 
 
 def report(runs: list[Path], png: Path, md: Path, budget_flops: float = DEFAULT_BUDGET_FLOPS,
-           hours: float = DEFAULT_HOURS, include_shipped: bool = True) -> str:
+           hours: float = DEFAULT_HOURS, include_shipped: bool = True, rate_scale: float = 1.0) -> str:
     """Write the sweep's Markdown table + fit (md) and plot (png); return the Markdown."""
     pts = sorted((read_run(r) for r in runs), key=lambda p: p.params)
     epoch_tokens = max((p.epoch_tokens for p in pts), default=0)
@@ -147,7 +150,7 @@ def report(runs: list[Path], png: Path, md: Path, budget_flops: float = DEFAULT_
     if include_shipped:
         data.append((SHIPPED["params"], effective_tokens(SHIPPED["tokens"], epoch_tokens), SHIPPED["valid_loss"]))
     f = fit(data)
-    rec = recommend(f, pts, hours, epoch_tokens)
+    rec = recommend(f, pts, hours, epoch_tokens, rate_scale)
     ok = [r for r in rec if r["flops"] >= budget_flops] or rec
     best = min(ok, key=lambda r: r["pred_loss"])
     lines = ["| run | params | layers × d | lr | tokens | wall | tokens/s | valid loss |",
@@ -159,7 +162,7 @@ def report(runs: list[Path], png: Path, md: Path, budget_flops: float = DEFAULT_
               f" {SHIPPED['valid_loss']} at {SHIPPED['tokens'] / 1e6:.1f}M tokens): "
               f"L = {f.E:.3f} + {f.A:.1f}/N^{ALPHA} + {f.B:.1f}/D'^{BETA}, rmse {f.rmse:.3f}.", "",
               f"Predicted final valid loss after {hours:g} h here (one epoch = {epoch_tokens / 1e6:.1f}M tokens; "
-              "tokens/s interpolated from the sweep):", "",
+              f"tokens/s interpolated from the sweep, × {rate_scale:g}):", "",
               "| layers × d | params | tokens/s | tokens | epochs | FLOPs | predicted valid loss |",
               "|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rec:
@@ -253,6 +256,7 @@ def main() -> None:
     p.add_argument("--md", type=Path, default=Path("docs/scaling-sweep.md"))
     p.add_argument("--hours", type=float, default=DEFAULT_HOURS)
     p.add_argument("--no-shipped", action="store_true", help="Fit on the sweep's points only.")
+    p.add_argument("--rate-scale", type=float, default=1.0, help="Tokens/s of the long run ÷ the sweep's.")
     a = ap.parse_args()
     if a.cmd == "run":
         from core import paths
@@ -265,7 +269,7 @@ def main() -> None:
         run_sweep(sizes, a.tokens, a.out_root or paths.data_home() / "runs", a.batch, a.block, a.warmup_frac,
                   a.eval_points)
         return
-    print(report(a.runs, a.png, a.md, hours=a.hours, include_shipped=not a.no_shipped))
+    print(report(a.runs, a.png, a.md, hours=a.hours, include_shipped=not a.no_shipped, rate_scale=a.rate_scale))
 
 
 if __name__ == "__main__":
