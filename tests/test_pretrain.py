@@ -40,7 +40,7 @@ def streams():
 def cfg_for(out: Path, tok, **kw) -> TrainConfig:
     mc = GPTConfig(arch="llama", vocab_size=len(tok), block_size=32, n_layer=1, n_head=2, n_embd=32)
     base = dict(out_dir=str(out), dataset_dir=str(out), model=mc, batch_size=4, lr=3e-3, warmup_steps=2,
-                max_steps=12, eval_interval=6, eval_blocks=8, ckpt_minutes=1e9, bf16=False)
+                max_steps=12, eval_interval=6, eval_blocks=8, ckpt_minutes=1e9, bf16=False, compile="off")
     base.update(kw)
     return TrainConfig(**base)
 
@@ -127,3 +127,179 @@ def test_ddp_two_cpu_processes(tmp_path, streams):
     assert "RANK 0 3 0" in outs[0][0] and "RANK 1 3 1" in outs[1][0]
     assert (tmp_path / "run" / "ckpt" / "model.safetensors").exists()
     assert max(losses(tmp_path / "run")) == 3
+
+
+# --- speed knobs, device selection, restart from weights, the sweep report ---------------------------
+
+
+def test_micro_batches_accumulate_to_the_same_step(tmp_path, streams):
+    """Gradient accumulation over micro-batches is the same optimisation as the whole batch at once
+    (so a GPU taking the whole batch and a CPU taking micro-batches train the same model)."""
+    tok, train_s, valid_s = streams
+    whole = tmp_path / "whole"
+    train(cfg_for(whole, tok, max_steps=4), tok, train_s, valid_s, progress=False)
+    micro = tmp_path / "micro"
+    train(cfg_for(micro, tok, max_steps=4, micro_batch=2), tok, train_s, valid_s, progress=False)
+    a, b = losses(whole), losses(micro)
+    for step in a:
+        assert b[step] == pytest.approx(a[step], abs=1e-4), step
+    with pytest.raises(ValueError, match="does not divide"):
+        Trainer(cfg_for(tmp_path / "bad", tok, micro_batch=3), tok, train_s, valid_s)
+
+
+def test_compiled_step_matches_eager_and_never_recompiles(tmp_path, streams):
+    import torch._dynamo
+
+    tok, train_s, valid_s = streams
+    eager = tmp_path / "eager"
+    train(cfg_for(eager, tok, max_steps=5), tok, train_s, valid_s, progress=False)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    comp = tmp_path / "comp"
+    tr = train(cfg_for(comp, tok, max_steps=5, compile="on"), tok, train_s, valid_s, progress=False)
+    assert tr.compiled
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    assert 1 <= graphs <= 2  # one graph for the loss module (a graph break would add one), not one per step
+    a, b = losses(eager), losses(comp)
+    for step in a:
+        assert b[step] == pytest.approx(a[step], abs=2e-3), step
+    rows = [json.loads(x) for x in (comp / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["runtime"]["compile"] is True
+    assert any(r.get("event") == "first_step" for r in rows)
+
+
+def test_device_selection_without_a_gpu(monkeypatch):
+    """The CUDA path's choices, tested by pretending CUDA is there (nothing in the path assumes CPU)."""
+    import torch
+
+    from training import pretrain as P
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    dev = P.pick_device("auto")
+    assert dev == torch.device("cuda", 1)
+    assert P.pick_device("cpu") == torch.device("cpu")
+    assert P.resolve_bf16(None, dev) is True
+    assert P.resolve_bf16(False, dev) is False
+    cfg = TrainConfig(out_dir="", dataset_dir="", batch_size=256)
+    assert P.resolve_micro_batch(cfg, dev, world=2) == 128  # a GPU takes its whole share at once
+    assert P.resolve_micro_batch(cfg, torch.device("cpu"), world=1) == P.CPU_MICRO_BATCH
+    assert P.resolve_compile("off", dev) is False and P.resolve_compile("on", dev) is True
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="no CUDA"):
+        P.pick_device("cuda")
+    assert P.pick_device("auto") == torch.device("cpu")
+    with pytest.raises(ValueError):
+        P.pick_device("tpu")
+    # bf16 on CPU only where the CPU has bf16 matmuls (AMX / AVX512-BF16); plain AVX2 stays fp32.
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(P, "cpu_flags", lambda: {"avx2", "fma"})
+    assert P.resolve_bf16(None, cpu) is False
+    monkeypatch.setattr(P, "cpu_flags", lambda: {"avx2", "amx_bf16", "amx_tile"})
+    assert P.resolve_bf16(None, cpu) is True
+    monkeypatch.setattr(P.shutil, "which", lambda name: None)
+    assert P.resolve_compile("auto", cpu) is False  # no C++ compiler: inductor cannot build, run eager
+
+
+def test_restart_from_weights_on_a_new_machine(tmp_path, streams, monkeypatch):
+    """Data dir lost: the committed snapshot (bf16 weights + config, no optimizer) restarts the run at
+    its step with a fresh optimizer and a re-warm-up; the loss continues and the metadata says so."""
+    from safetensors import safe_open
+
+    from training import checkpoint
+    from training import pretrain as P
+    from training.export import export_base, export_snapshot
+
+    tok, train_s, valid_s = streams
+    tok_dir = tmp_path / "tok"
+    tok.save_pretrained(str(tok_dir))
+    full = tmp_path / "full"
+    train(cfg_for(full, tok, max_steps=30, lr=1e-2, warmup_steps=3), tok, train_s, valid_s, progress=False)
+    run = tmp_path / "old-machine"
+    train(cfg_for(run, tok, max_steps=30, lr=1e-2, warmup_steps=3), tok, train_s, valid_s,
+          stop_after_steps=20, progress=False)
+    snap = tmp_path / "base-snapshot"
+    info = export_snapshot(run / "ckpt", tok_dir, snap)
+    assert info["step"] == 20
+    assert not (snap / checkpoint.STATE_FILE).exists()  # weights only
+    with safe_open(str(snap / "model.safetensors"), "pt") as f:
+        assert json.loads(f.metadata()[checkpoint.META_TRAIN_CONFIG])["max_steps"] == 30
+        assert f.get_tensor(next(iter(f.keys()))).dtype.is_floating_point
+    new = tmp_path / "new-machine"  # the old run dir is gone; only the committed snapshot is left
+    cfg = cfg_for(new, tok, max_steps=30, lr=1e-2, warmup_steps=3, init_from=str(snap), rewarm_steps=4)
+    tr = train(cfg, tok, train_s, valid_s, progress=False)
+    assert tr.step_no == 30
+    rows = [json.loads(x) for x in (new / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["event"] == "start" and rows[0]["resumed_from_weights"]["step"] == 20
+    steps = {r["step"]: r for r in rows if "step" in r}
+    assert min(steps) == 21
+    # The LR re-warms from the snapshot's step: 1/4, 2/4, … of the schedule's value there.
+    assert steps[21]["lr"] < steps[24]["lr"]
+    a, b = losses(full), losses(new)
+    assert b[21] < a[1] - 1.0  # it continues from trained weights, not from scratch
+    assert abs(b[30] - a[30]) < 0.5
+    # Exact resume afterwards keeps the record; the export (and so the model card) carries it.
+    saved = json.loads((new / "ckpt" / checkpoint.CONFIG_FILE).read_text())
+    assert saved["resumes"][0]["step"] == 20 and saved["resumes"][0]["source"] == str(snap)
+    out = export_base(new / "ckpt", tok_dir, tmp_path / "exported")
+    assert out["train_config"]["resumes"][0]["rewarm_steps"] == 4
+    from training.model_card import write_base_card
+
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    (ds / "manifest.json").write_text(json.dumps({"poems": {"train": 160}, "chars": {"train": 4000},
+                                                  "vocab_min_freq": 10}))
+    write_base_card(new, tmp_path / "exported", ds, n_samples=1, compare=None)
+    card = (tmp_path / "exported" / "README.md").read_text()
+    assert "| restart | at step 20 from committed weights" in card and "4-step LR re-warm-up" in card
+    # "auto": the snapshot is taken only when this same run made it.
+    monkeypatch.setattr(P, "default_snapshot_dir", lambda: snap)
+    same = cfg_for(tmp_path / "x", tok, max_steps=30, lr=1e-2, warmup_steps=3, init_from="auto")
+    assert P.resolve_init_from(same) == snap
+    other = cfg_for(tmp_path / "y", tok, max_steps=30, lr=5e-3, warmup_steps=3, init_from="auto")
+    assert P.resolve_init_from(other) is None
+    wrong = cfg_for(tmp_path / "z", tok, max_steps=30, init_from=str(snap))
+    wrong.model.n_embd = 64
+    with pytest.raises(CheckpointError, match="different model"):
+        Trainer(wrong, tok, train_s, valid_s)
+
+
+def test_sweep_report_from_synthetic_logs(tmp_path):
+    """The sweep script on tiny synthetic run logs: table, plot, and a fit that recovers the law."""
+    from training import sweep
+
+    E, A, B = 1.8, 120.0, 60.0
+    runs = []
+    for n_layer, n_embd, n, rate in [(4, 256, 5e6, 9000), (6, 384, 13e6, 5000), (8, 512, 30e6, 2500)]:
+        run = tmp_path / f"sweep-{n_layer}x{n_embd}"
+        run.mkdir()
+        tokens = [int(2e6 * k / 4) for k in range(1, 5)]
+        lines = [{"event": "start", "params": int(n), "epoch_tokens": 23_000_000,
+                  "config": {"lr": 1e-3, "model": {"n_layer": n_layer, "n_embd": n_embd}}},
+                 {"event": "first_step", "seconds": 3.0}]
+        for i, t in enumerate(tokens):
+            loss = E + A / n**sweep.ALPHA + B / t**sweep.BETA
+            lines.append({"step": i + 1, "tokens": t, "train_loss": loss, "tok_s": rate, "time": 100.0 + i * 60,
+                          "valid_loss": loss})
+        (run / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines))
+        runs.append(run)
+    png, md = tmp_path / "sweep.png", tmp_path / "sweep.md"
+    text = sweep.report(runs, png, md, include_shipped=False)
+    assert png.stat().st_size > 5000 and md.read_text() == text
+    assert "sweep-6x384" in text and "predicted valid loss" in text and "**←**" in text
+    pts = [sweep.read_run(r) for r in runs]
+    f = sweep.fit([(p.params, p.tokens, p.valid_loss) for p in pts]
+                  + [(5e6, 1e7, E + A / 5e6**sweep.ALPHA + B / 1e7**sweep.BETA)])
+    assert f.E == pytest.approx(E, abs=1e-3) and f.rmse < 1e-6
+    assert sweep.effective_tokens(1e6, 2e6) == 1e6  # under one epoch: all fresh
+    assert 2e6 * 5 > sweep.effective_tokens(2e6 * 5, 2e6) > 2e6 * 4.4  # five epochs ≈ 4.5 fresh ones
+    assert sweep.params_of(4, 256) == 5_172_224  # the shipped model's count
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    res = CliRunner().invoke(app, ["sweep", *map(str, runs), "--png", str(tmp_path / "c.png"),
+                                   "--md", str(tmp_path / "c.md")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "c.png").exists() and "shipped" in (tmp_path / "c.md").read_text()

@@ -11,17 +11,30 @@ app = typer.Typer(help="Train Shiren's models.", no_args_is_help=True)
 
 @app.command("pretrain")
 def pretrain(
-    size: str = typer.Option("base", help="Model size preset: tiny, small, base, medium."),
+    size: str = typer.Option("base", help="Model size preset (training.model.SIZES); --n-layer/--n-embd override."),
     arch: str = typer.Option("gpt2", help="gpt2 or llama (RoPE/RMSNorm/SwiGLU)."),
-    epochs: float = typer.Option(1.0, help="Passes over the train split (ignored when --max-steps is set)."),
-    max_steps: int = typer.Option(0, help="Optimizer steps; 0 = derive from --epochs."),
-    batch: int = typer.Option(32, help="Sequences per step (each block-size tokens)."),
+    n_layer: int = typer.Option(0, help="Layers (0: the preset's)."),
+    n_embd: int = typer.Option(0, help="Width (0: the preset's); heads = width / 64."),
+    epochs: float = typer.Option(1.0, help="Passes over the train split (ignored when --max-steps/--tokens is set)."),
+    max_steps: int = typer.Option(0, help="Optimizer steps; 0 = derive from --tokens or --epochs."),
+    tokens: float = typer.Option(0, help="Total training tokens (e.g. 2e8); sets --max-steps."),
+    batch: int = typer.Option(32, help="Sequences per optimizer step (each block-size tokens), all devices together."),
+    micro_batch: int = typer.Option(0, help="Sequences per forward (gradient accumulation); 0 = by device."),
     block_size: int = typer.Option(256, help="Context length."),
     lr: float = typer.Option(2e-3, help="Peak learning rate."),
+    warmup: int = typer.Option(200, help="LR warm-up steps."),
+    eval_interval: int = typer.Option(250, help="Steps between valid-loss measurements."),
     out: Path | None = typer.Option(None, help="Run dir (default: SHIREN_HOME/runs/pretrain)."),
     ckpt_minutes: float = typer.Option(5.0, help="Minutes between checkpoints."),
     seed: int = typer.Option(1337),
-    no_bf16: bool = typer.Option(False, "--no-bf16", help="Train in fp32."),
+    bf16: bool | None = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (default: where the hardware has fast bf16)."),
+    compile: str = typer.Option("auto", help="torch.compile: auto (where a compiler is present), on, off."),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda."),
+    threads: int = typer.Option(0, help="CPU threads (0 = the usable cores)."),
+    resume_from_weights: str = typer.Option(
+        "auto", help="When OUT/ckpt is missing: restart from these weights (a `shiren train snapshot` dir) with a "
+        "fresh optimizer; auto = models/base-snapshot if this same run made it; none = never."),
+    rewarm_steps: int = typer.Option(100, help="LR re-warm-up steps after a restart from weights."),
 ) -> None:
     """Pretrain the base GPT on the prepared corpus (resumes automatically from OUT/ckpt)."""
     from core import paths
@@ -38,9 +51,18 @@ def pretrain(
         raise ShirenError(f"no dataset in {ds}; run `shiren data prepare` first")
     tok = load_tokenizer(paths.tokenizer_dir())
     out = out or paths.data_home() / "runs" / "pretrain"
-    mc = GPTConfig(arch=arch, vocab_size=len(tok), block_size=block_size, **SIZES[size])
-    cfg = TrainConfig(out_dir=str(out), dataset_dir=str(ds), model=mc, batch_size=batch, lr=lr,
-                      epochs=epochs, max_steps=max_steps, ckpt_minutes=ckpt_minutes, seed=seed, bf16=not no_bf16)
+    dims = dict(SIZES[size])
+    if n_layer:
+        dims["n_layer"] = n_layer
+    if n_embd:
+        dims.update(n_embd=n_embd, n_head=max(1, n_embd // 64))
+    if tokens and not max_steps:
+        max_steps = max(1, round(tokens / (batch * block_size)))
+    mc = GPTConfig(arch=arch, vocab_size=len(tok), block_size=block_size, **dims)
+    cfg = TrainConfig(out_dir=str(out), dataset_dir=str(ds), model=mc, batch_size=batch, lr=lr, warmup_steps=warmup,
+                      epochs=epochs, max_steps=max_steps, eval_interval=eval_interval, ckpt_minutes=ckpt_minutes,
+                      seed=seed, bf16=bf16, compile=compile, micro_batch=micro_batch, num_threads=threads,
+                      device=device, init_from=resume_from_weights, rewarm_steps=rewarm_steps)
     tr = train(cfg, tok, token_stream(ds, "train", tok), token_stream(ds, "valid", tok))
     typer.echo(f"done: step {tr.step_no}/{cfg.max_steps}; valid loss {tr.valid_loss():.4f}; run dir {out}")
 
@@ -57,6 +79,37 @@ def export(
     run = run or paths.data_home() / "runs" / "pretrain"
     info = export_base(run / "ckpt", paths.tokenizer_dir(), out, paths.dataset_dir())
     typer.echo(f"exported step {info['step']} to {out} ({info.get('corpus_lines', 0):,} corpus clauses)")
+
+
+@app.command("snapshot")
+def snapshot(
+    run: Path | None = typer.Option(None, help="Pretraining run dir (default: SHIREN_HOME/runs/pretrain)."),
+    out: Path | None = typer.Option(None, help="Snapshot dir (default: models/base-snapshot, replaced)."),
+) -> None:
+    """Export the run's latest checkpoint as the one mid-run snapshot to commit (bf16 weights + config, no
+    optimizer state). On a new machine, `shiren train pretrain` with the same flags restarts from it."""
+    from core import paths
+    from training.export import export_snapshot
+    from training.pretrain import default_snapshot_dir
+
+    run = run or paths.data_home() / "runs" / "pretrain"
+    out = out or default_snapshot_dir()
+    info = export_snapshot(run / "ckpt", paths.tokenizer_dir(), out)
+    typer.echo(f"snapshot of step {info['step']}/{info['train_config']['max_steps']} in {out}; commit it "
+               f"(git add {out}) to carry the run to another machine")
+
+
+@app.command("sweep")
+def sweep(
+    runs: list[Path] = typer.Argument(..., help="Sweep run dirs (each with metrics.jsonl)."),
+    png: Path = typer.Option(Path("docs/scaling-sweep.png"), help="The plot."),
+    md: Path = typer.Option(Path("docs/scaling-sweep.md"), help="The table and fit (Markdown)."),
+    budget_flops: float = typer.Option(0.0, help="Compute to plan for (0: the default of training.sweep)."),
+) -> None:
+    """Table, plot and scaling-law fit of an equal-budget sweep, from its runs' logs."""
+    from training.sweep import DEFAULT_BUDGET_FLOPS, report
+
+    typer.echo(report(runs, png, md, budget_flops or DEFAULT_BUDGET_FLOPS))
 
 
 @app.command("sft")

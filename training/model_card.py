@@ -46,6 +46,15 @@ def write_base_card(run_dir: Path, model_dir: Path, dataset_dir: Path, n_samples
     man = json.loads((dataset_dir / "manifest.json").read_text("utf-8"))
     m = cfg["model"]
     samples = raw_samples(model_dir, n_samples)
+    rt = start.get("runtime", {})
+    precision = "bf16 autocast" if rt.get("bf16", cfg.get("bf16", True)) else "fp32"
+    if rt.get("compile"):
+        precision += ", torch.compile"
+    hardware = f"{rt.get('device', 'cpu')}".split(":")[0].upper()
+    restarts = ""
+    for r in cfg.get("resumes", []):
+        restarts += (f"\n| restart | at step {r['step']:,} from committed weights ({r['source']}, {r['at']}): fresh "
+                     f"optimizer, {r['rewarm_steps']}-step LR re-warm-up |")
     valid_txt = (f"{valid[-1]['valid_loss']:.3f} (perplexity {math.exp(valid[-1]['valid_loss']):.1f})"
                  if valid else "not measured yet")
     cmp_table = ""
@@ -69,9 +78,9 @@ Loads with `AutoModelForCausalLM.from_pretrained` and `AutoTokenizer.from_pretra
 | vocabulary | {m['vocab_size']:,} (chars with train frequency ≥ {man.get('vocab_min_freq')}, plus control tokens) |
 | data | train split: {man['poems']['train']:,} poems, {man['chars']['train']:,} chars; each as a header (form, 词牌, title) + poem |
 | tokens seen | {last['tokens']:,} ({last['step']:,} steps × {cfg['batch_size']} × {m['block_size']}) |
-| wall time | {hours:.2f} h on {platform.machine()} CPU, 2 cores, bf16 autocast |
+| wall time | {hours:.2f} h{' (since the last restart)' if cfg.get('resumes') else ''} on {platform.machine()} {hardware}, {rt.get('threads', 2)} threads, {precision} |
 | throughput | {last['tok_s']:,} tokens/s (last) |
-| optimiser | AdamW (β 0.9/0.95, wd {cfg['weight_decay']}), peak lr {cfg['lr']}, warm-up {cfg['warmup_steps']} + cosine to {cfg['min_lr_ratio']}×, clip {cfg['grad_clip']} |
+{restarts.lstrip(chr(10)) + chr(10) if restarts else ''}| optimiser | AdamW (β 0.9/0.95, wd {cfg['weight_decay']}), peak lr {cfg['lr']}, warm-up {cfg['warmup_steps']} + cosine to {cfg['min_lr_ratio']}×, clip {cfg['grad_clip']} |
 | final train loss | {train_loss:.3f} (mean of last 50 steps; perplexity {math.exp(train_loss):.1f}) |
 | final valid loss | {valid_txt} |
 | weights | `model.safetensors` in bf16 |
@@ -89,7 +98,8 @@ Unconditioned (from `<bos>` only; temperature 0.8, top-p 0.95), exactly as sampl
 
 ```bash
 shiren data prepare
-shiren train pretrain --size small --arch llama --batch 32 --epochs {cfg['epochs']}
+shiren train pretrain --arch {m['arch']} --n-layer {m['n_layer']} --n-embd {m['n_embd']} --block-size {m['block_size']} \\
+  --batch {cfg['batch_size']} --lr {cfg['lr']} --warmup {cfg['warmup_steps']} --max-steps {cfg['max_steps']}
 shiren train export --out models/base && shiren train card
 ```
 """
