@@ -701,6 +701,14 @@ class Store:
                 raise NotFoundError(f"No adapter named {name!r}.")
             self._activate(s, a)
 
+    def request_conditions(self, limit: int = 100_000) -> list[dict[str, Any]]:
+        """The conditions of the most recent stored requests (title, keywords, acrostic, first line), for
+        measuring the mix of request kinds users send. No user data beyond those fields."""
+        with self._read() as s:
+            rows = s.execute(select(Request.title, Request.keywords, Request.acrostic, Request.first_line)
+                             .order_by(Request.id.desc()).limit(limit)).all()
+        return [{"title": t, "keywords": k, "acrostic": a, "first_line": f} for t, k, a, f in rows]
+
     def retire_adapter(self, name: str) -> None:
         """Mark `name` retired (e.g. it was trained on an earlier base model). One transaction."""
         with self._write() as s:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 
+import pytest
 import torch
 
 from core.prompt import ACROSTIC, FIRST_LINE, SEP
@@ -71,3 +72,42 @@ def test_lora_loss_falls_and_adapter_roundtrips(tmp_path):
     peft_model.eval()
     with torch.no_grad():
         assert torch.allclose(loaded(input_ids=x).logits, peft_model(input_ids=x).logits, atol=1e-5)
+
+
+def test_request_mix_follows_its_shares_and_title_alone_leads():
+    from collections import Counter
+
+    from core.prompt import header
+    from training.sft_data import DEFAULT_MIX, RequestMix
+
+    assert max(DEFAULT_MIX.shares, key=lambda kv: kv[1])[0] == "title"
+    rng = random.Random(1)
+    row = ROWS[1]  # a titled 五律
+    kinds = Counter()
+    for _ in range(4000):
+        prompt, _ = make_example(row, rng)
+        kinds[prompt == header(row["form"], title=row["title"])] += 1
+    assert abs(kinds[True] / 4000 - dict(DEFAULT_MIX.shares)["title"]) < 0.03  # the title alone, ~40%
+    with pytest.raises(ValueError, match="sum to 1"):
+        RequestMix((("title", 0.5),))
+    with pytest.raises(ValueError, match="unknown request kind"):
+        RequestMix((("rhyme", 1.0),))
+
+
+def test_request_mix_measured_from_stored_requests():
+    from training.sft_data import RequestMix
+
+    reqs = [{"title": "春夜"}] * 150 + [{"title": "秋", "keywords": ["月"]}] * 30 + [{"acrostic": "春夏秋冬"}] * 20
+    assert RequestMix.from_requests(reqs[:199]) is None  # too few to trust
+    mix = dict(RequestMix.from_requests(reqs).shares)
+    assert mix == {"title": 0.75, "title+keywords": 0.15, "acrostic": 0.1}
+
+
+def test_store_lists_request_conditions(tmp_path):
+    from core.types import PoemRequest
+    from db.store import Store
+
+    with Store(f"sqlite:///{tmp_path / 's.db'}") as store:
+        uid = store.ensure_user("telegram", "1")
+        store.record_poems(uid, PoemRequest(form="七绝", title="春夜", keywords=("明月",), seed=1), [])
+        assert store.request_conditions() == [{"title": "春夜", "keywords": ["明月"], "acrostic": "", "first_line": ""}]

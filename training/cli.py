@@ -117,15 +117,19 @@ def sft(
     name: str = typer.Option("sft", help="Adapter name (its folder name)."),
     base: Path | None = typer.Option(None, help="Base model dir (default: SHIREN_MODEL_DIR or models/base)."),
     out: Path | None = typer.Option(None, help="Adapter dir (default: SHIREN_HOME/adapters/NAME)."),
-    steps: int = typer.Option(600, help="Optimizer steps."),
+    steps: int = typer.Option(600, help="Optimizer steps (ignored when --epochs is given)."),
+    epochs: float = typer.Option(0.0, help="Passes over the whole instruction set (sets the steps)."),
     batch: int = typer.Option(32),
     lr: float = typer.Option(1e-3),
     rank: int = typer.Option(16, help="LoRA rank."),
     n_cipai: int = typer.Option(60, help="Train 词 only of the most common N 词牌."),
     valid_examples: int = typer.Option(512),
+    mix: str = typer.Option("default", help="Request mix: default (title alone most common) or db (measured "
+                                             "from stored requests, when there are at least 200)."),
     seed: int = typer.Option(0),
 ) -> None:
     """LoRA-fine-tune the base model to follow requests (title, keywords, acrostic, first line)."""
+    import math
     import platform
 
     import torch
@@ -136,7 +140,7 @@ def sft(
     from core.types import ShirenError
     from training.corpus import load_split
     from training.sft import SFTConfig, save_adapter, train_sft
-    from training.sft_data import SFT_FORMS, build_examples
+    from training.sft_data import DEFAULT_MIX, SFT_FORMS, RequestMix, build_examples
 
     base = base or paths.model_dir()
     if not (base / "config.json").exists():
@@ -150,13 +154,28 @@ def sft(
     except FileNotFoundError as e:
         raise ShirenError(str(e)) from e
     wl = set(top_cipai(n_cipai))
-    train_ex = build_examples(train_rows, seed, wl)
-    valid_ex = build_examples(valid_rows, seed + 1, wl)[:valid_examples]
+    request_mix = DEFAULT_MIX
+    if mix == "db":
+        from db.store import Store
+
+        with Store(upgrade=False) as store:
+            measured = RequestMix.from_requests(store.request_conditions())
+        if measured is None:
+            typer.echo("fewer than 200 stored requests: using the default request mix")
+        else:
+            request_mix = measured
+    elif mix != "default":
+        raise ShirenError(f"unknown request mix {mix!r}; use default or db")
+    train_ex = build_examples(train_rows, seed, wl, request_mix)
+    valid_ex = build_examples(valid_rows, seed + 1, wl, request_mix)[:valid_examples]
+    if epochs > 0:
+        steps = max(1, math.ceil(epochs * len(train_ex) / batch))
     cfg = SFTConfig(rank=rank, lr=lr, batch_size=batch, max_steps=steps, seed=seed)
     typer.echo(f"{len(train_ex):,} train examples, {len(valid_ex):,} valid; training {steps} steps")
     peft_model, hist = train_sft(model, tok, train_ex, valid_ex, cfg)
     info = {"train_examples": len(train_ex), "valid_examples": len(valid_ex), "forms": list(SFT_FORMS),
-            "cipai": len(wl), "examples_seen": steps * batch,
+            "cipai": len(wl), "examples_seen": steps * batch, "epochs": round(steps * batch / len(train_ex), 3),
+            "request_mix": dict(request_mix.shares),
             "hardware": f"{platform.machine()} CPU × {torch.get_num_threads()} threads"}
     from core.adapters import base_ref
 
