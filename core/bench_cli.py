@@ -17,6 +17,8 @@ def bench(
     out: Path | None = typer.Option(None, "--out", help="Also save the results as JSON here."),
     markdown: Path | None = typer.Option(None, "--markdown", help="Also write the table as Markdown here."),
     model_dir: Path | None = typer.Option(None, "--model-dir", envvar="SHIREN_MODEL_DIR"),
+    contended: bool = typer.Option(False, "--contended", help="Also the latency with one core kept busy by "
+                                                            "another process (adaptive vs all-core threads)."),
 ) -> None:
     """Measure generation speed, cold start and memory against baselines, in one run."""
     import torch
@@ -25,7 +27,7 @@ def bench(
 
     if threads:
         torch.set_num_threads(threads)
-    res = run_bench(model_dir, n_latency=n, quick=quick, cold=not no_cold,
+    res = run_bench(model_dir, n_latency=n, quick=quick, cold=not no_cold, contended=contended,
                     progress=(lambda s: None) if json_output else (lambda s: typer.echo(s, err=True)))
     if out:
         save(res, out)

@@ -12,15 +12,12 @@ the same rules as core.generate (the reference path), applied to whole batches a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 
-from core.fastc import CConstraints, c_sample, load_kernel
+from core.cpu_share import FreeCores
+from core.fastc import CConstraints, CFastLlama, c_sample, load_kernel
 from core.fastlm import FastLlama
-
-if TYPE_CHECKING:
-    from core.fastc import CFastLlama
 from core.generate import VocabIndex, sample
 from core.plan import Plan
 
@@ -124,10 +121,28 @@ class RowResult:
 
 
 class Engine:
-    def __init__(self, fast: FastLlama | CFastLlama, ev: EngineVocab):
+    def __init__(self, fast: FastLlama | CFastLlama, ev: EngineVocab, cores: FreeCores | None = None):
         self.fast, self.ev = fast, ev
         self.free = list(range(fast.max_rows))
         self.jobs: list[Job] = []
+        # Threads per step follow the cores other processes leave free (core.cpu_share): a barrier
+        # waiting on a busy core costs more than the second thread saves.
+        self.cores = cores or FreeCores()
+        self.threads = 0
+
+    def _fit_threads(self) -> None:
+        n = self.cores.threads()
+        if n == self.threads:
+            return
+        lib = getattr(self.fast, "lib", None)
+        if lib is not None:
+            lib.shiren_set_threads(n)  # this thread's OpenMP teams (steps run on one thread)
+        lib = load_kernel()
+        if lib is not None and lib is not getattr(self.fast, "lib", None):
+            lib.shiren_set_threads(n)  # the C masks and sampler beside a torch forward
+        if not isinstance(self.fast, CFastLlama):
+            torch.set_num_threads(n)
+        self.threads = n
 
     # ---- admission --------------------------------------------------------------------
     def init_job(self, job: Job) -> None:
@@ -305,6 +320,7 @@ class Engine:
         jobs = list(self.jobs)
         if not jobs:
             return []
+        self._fit_threads()
         finished, feeding, toks = [], [], []
         for job, tok in zip(jobs, self._choose_all(jobs), strict=True):
             if job.done:

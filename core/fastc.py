@@ -94,6 +94,10 @@ def load_kernel() -> ctypes.CDLL | None:
                 "decode kernel unavailable (%s%s); using the slower PyTorch decoder", e,
                 (": " + detail.decode(errors="replace")[-300:]) if detail else "")
             return None
+        lib.shiren_set_threads.restype = None
+        lib.shiren_set_threads.argtypes = [ctypes.c_int]
+        lib.shiren_max_threads.restype = ctypes.c_int
+        lib.shiren_max_threads.argtypes = []
         lib.shiren_hidden.restype = ctypes.c_int
         lib.shiren_hidden.argtypes = [ctypes.POINTER(_Dims), ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
                                       ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]

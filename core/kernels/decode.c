@@ -19,6 +19,9 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #ifndef PAR_MIN_WORK
 #define PAR_MIN_WORK 100000L /* multiply-adds below which a second thread costs more than it saves */
@@ -568,3 +571,23 @@ void shiren_sample(int b, int V, const float *logits, const uint8_t *mask, const
         free(e); free(lt); free(buf);
     }
 }
+
+/* Threads for the calling thread's next parallel regions (core/cpu_share.py picks the count from the
+ * cores other processes leave free: a team whose second thread waits for a busy core stalls at every
+ * barrier, worse than one thread). */
+void shiren_set_threads(int n) {
+#ifdef _OPENMP
+    omp_set_num_threads(n < 1 ? 1 : n);
+#else
+    (void)n;
+#endif
+}
+
+int shiren_max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+

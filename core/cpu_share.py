@@ -1,0 +1,93 @@
+"""How many threads a decode step should use: the cores other processes leave free.
+
+The decode kernel and the torch decoder split each step over a team of threads that meet at a barrier
+many times a step. When another process holds one of the two cores, the thread scheduled behind it
+arrives late at every barrier and a step costs several times more than on one thread (measured:
+docs/bench.md, "A busy machine"). So before a step the engine asks `FreeCores.threads()`: the usable
+cores minus the CPU other processes used over the last interval, read from /proc/stat (the whole
+machine) and /proc/self/stat (this process), at most every `interval_s`. Where /proc is missing it
+answers the usable cores. SHIREN_DECODE_THREADS=N pins the count (N=0: adaptive, the default).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+# Another process counts as holding a core once it used this share of one over the interval.
+BUSY_SHARE = 0.5
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _machine_busy_ticks() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all CPUs since boot."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            parts = f.readline().split()
+    except OSError:
+        return None
+    vals = [int(x) for x in parts[1:]]
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)  # idle + iowait
+    return sum(vals) - idle, sum(vals)
+
+
+def _own_ticks() -> int | None:
+    """utime + stime of this process (all its threads), in jiffies."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[11]) + int(fields[12])
+
+
+@dataclass
+class FreeCores:
+    """The thread count for the next steps, from the CPU other processes used lately."""
+
+    max_threads: int = 0  # 0: the usable cores
+    interval_s: float = 0.1
+
+    pinned: int = -1  # > 0: always this many (-1: SHIREN_DECODE_THREADS, else adaptive)
+
+    def __post_init__(self) -> None:
+        self.max_threads = self.max_threads or usable_cores()
+        if self.pinned < 0:
+            env = os.environ.get("SHIREN_DECODE_THREADS", "").strip()
+            self.pinned = int(env) if env.isdigit() else 0
+        self._last_t = 0.0
+        self._last: tuple[int, int, int] | None = None
+        self._threads = self.pinned or self.max_threads
+
+    def others_busy(self) -> float | None:
+        """Cores' worth of CPU that other processes used since the last reading (None: unknown yet)."""
+        m, own = _machine_busy_ticks(), _own_ticks()
+        if m is None or own is None:
+            return None
+        busy, total = m
+        prev, self._last = self._last, (busy, total, own)
+        if prev is None or total <= prev[1]:
+            return None
+        n_cpu = os.cpu_count() or 1
+        wall_ticks = (total - prev[1]) / n_cpu  # jiffies of one CPU over the interval
+        return max(0.0, ((busy - prev[0]) - (own - prev[2])) / wall_ticks)
+
+    def threads(self) -> int:
+        """Usable cores minus those other processes hold, at least 1; re-read at most every interval."""
+        if self.pinned:
+            return self.pinned
+        if self.max_threads <= 1:
+            return 1
+        now = time.monotonic()
+        if now - self._last_t >= self.interval_s:
+            self._last_t = now
+            others = self.others_busy()
+            if others is not None:
+                held = int(others + (1 - BUSY_SHARE))  # a core counts as held from BUSY_SHARE of it
+                self._threads = max(1, min(self.max_threads, self.max_threads - held))
+        return self._threads
