@@ -94,6 +94,8 @@ def load_kernel() -> ctypes.CDLL | None:
                 "decode kernel unavailable (%s%s); using the slower PyTorch decoder", e,
                 (": " + detail.decode(errors="replace")[-300:]) if detail else "")
             return None
+        lib.shiren_isa.restype = ctypes.c_char_p
+        lib.shiren_isa.argtypes = []
         lib.shiren_set_threads.restype = None
         lib.shiren_set_threads.argtypes = [ctypes.c_int]
         lib.shiren_max_threads.restype = ctypes.c_int

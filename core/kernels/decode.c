@@ -591,3 +591,15 @@ int shiren_max_threads(void) {
 #endif
 }
 
+/* The vector path this build runs: the AVX-512 kernels, or the portable loops as the compiler
+ * vectorised them for this CPU (AVX2+FMA on CPUs without AVX-512). */
+const char *shiren_isa(void) {
+#if defined(__AVX512F__)
+    return "avx512";
+#elif defined(__AVX2__) && defined(__FMA__)
+    return "avx2+fma";
+#else
+    return "portable";
+#endif
+}
+
