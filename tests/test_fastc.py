@@ -72,23 +72,41 @@ def _portable_cflags() -> list[str]:
     return flags + (["-mno-avx512f"] if platform.machine() in ("x86_64", "AMD64") else [])
 
 
-@pytest.fixture(scope="module", params=["native", "portable"])
+def _avx2_cflags() -> list[str]:
+    """-march=native without AVX-512: the AVX2+FMA kernels, as an AVX2-only CPU of this kind builds them."""
+    return [*fastc.CFLAGS, "-mno-avx512f"]
+
+
+def _cpu_has(flag: str) -> bool:
+    try:
+        return flag in open("/proc/cpuinfo", encoding="ascii", errors="replace").read().split()
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module", params=["native", "avx2", "portable"])
 def lib(request):
-    """The kernel as load_kernel builds it (AVX-512 path where the CPU has it), and a build without
-    -march=native, whose matmul is the scalar fallback every other machine runs."""
+    """The kernel as load_kernel builds it (AVX-512 path where the CPU has it), a build without AVX-512
+    (the AVX2+FMA path of CPUs without it), and a build without -march=native, whose matmul is the
+    scalar fallback every other machine runs."""
     if request.param == "native":
         yield LIB
         return
+    if request.param == "avx2" and not (platform.machine() in ("x86_64", "AMD64") and _cpu_has("avx2")
+                                        and _cpu_has("fma")):
+        pytest.skip("no AVX2+FMA on this CPU")
     mp = pytest.MonkeyPatch()
     try:
-        mp.setattr(fastc, "CFLAGS", _portable_cflags())
+        mp.setattr(fastc, "CFLAGS", _avx2_cflags() if request.param == "avx2" else _portable_cflags())
         mp.setattr(fastc, "_tried", False)
         mp.setattr(fastc, "_lib", None)
         portable = load_kernel()
     finally:
         mp.undo()  # later load_kernel() calls get the native build again
     if portable is None:
-        pytest.skip("the portable kernel build failed here")
+        pytest.skip(f"the {request.param} kernel build failed here")
+    if request.param == "avx2":
+        assert portable.shiren_isa() == b"avx2+fma"
     yield portable
 
 

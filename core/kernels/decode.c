@@ -16,8 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
+#endif
+#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+#define SHIREN_AVX2 1 /* the AVX2+FMA kernels below (CPUs of this kind without AVX-512) */
 #endif
 #ifdef _OPENMP
 #include <omp.h>
@@ -70,8 +73,35 @@ static inline __m512 exp512(__m512 x) {
 }
 #endif
 
+#if defined(SHIREN_AVX2)
+/* The same reduction and polynomial in 8 lanes; 2^n is built in the exponent bits (no vscalefps), so the
+ * input is clamped to the normal range: exp(-87) ~ 1.6e-38 stands in for smaller results, which only
+ * ever meet a sum of terms >= 1 (softmax) or 1 + e (SiLU). */
+static inline __m256 exp256(__m256 x) {
+    x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.3f)), _mm256_set1_ps(-87.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504089f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.98412698e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.38888889e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.33333333e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.16666667e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.66666667e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+#endif
+
 static void vexp(const float *x, float *y, int n, float sub) {
     int i = 0;
+#if defined(SHIREN_AVX2)
+    __m256 s8 = _mm256_set1_ps(sub);
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), s8)));
+#endif
 #if defined(__AVX512F__)
     __m512 s = _mm512_set1_ps(sub);
     for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), s)));
@@ -157,6 +187,63 @@ static void matmul(const float *x, int N, int in, const void *W, int wbf16, int 
         for (; n0 < N; n0 += 4)
             block4(x + (size_t)n0 * in, N - n0 < 4 ? N - n0 : 4, in, W, wbf16, out, o, m0, m1, y + (size_t)n0 * out, acc);
     }
+}
+#elif defined(SHIREN_AVX2)
+static inline __m256 loadw8(const void *W, int wbf16, size_t idx) {
+    if (wbf16) {
+        __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)W + idx));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    }
+    return _mm256_loadu_ps((const float *)W + idx);
+}
+
+/* y[0..valid) (+)= the 8 lanes of v; valid may be < 8 only in the last panel. */
+static inline void store8(float *yr, __m256 v, int valid, int acc) {
+    if (valid >= 8) {
+        if (acc) v = _mm256_add_ps(v, _mm256_loadu_ps(yr));
+        _mm256_storeu_ps(yr, v);
+        return;
+    }
+    float t[8];
+    _mm256_storeu_ps(t, v);
+    for (int j = 0; j < valid; j++) yr[j] = acc ? yr[j] + t[j] : t[j];
+}
+
+/* Rows n0 .. n0+nb-1 (nb <= 6) of y, the 16 output columns o+h .. o+h+15 of panel o: 12 accumulators, 2
+ * weight vectors and a broadcast fill the 16 ymm registers, so each weight load feeds 6 row FMAs.
+ * Rows past nb read row 0 again and are not stored. */
+static inline void block6(const float *xr, int nb, int in, const void *W, int wbf16, int out, int o, int h,
+                          float *y, int acc) {
+    const float *x1 = xr + (nb > 1 ? in : 0), *x2 = xr + (nb > 2 ? 2 * in : 0), *x3 = xr + (nb > 3 ? 3 * in : 0);
+    const float *x4 = xr + (nb > 4 ? 4 * in : 0), *x5 = xr + (nb > 5 ? 5 * in : 0);
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
+    __m256 a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+    for (int i = 0; i < in; i++) {
+        size_t idx = (size_t)o * in + (size_t)i * 32 + h;  /* panel o/32, row i, half h */
+        __m256 w0 = loadw8(W, wbf16, idx), w1 = loadw8(W, wbf16, idx + 8), b;
+        b = _mm256_set1_ps(xr[i]); a00 = _mm256_fmadd_ps(b, w0, a00); a01 = _mm256_fmadd_ps(b, w1, a01);
+        b = _mm256_set1_ps(x1[i]); a10 = _mm256_fmadd_ps(b, w0, a10); a11 = _mm256_fmadd_ps(b, w1, a11);
+        b = _mm256_set1_ps(x2[i]); a20 = _mm256_fmadd_ps(b, w0, a20); a21 = _mm256_fmadd_ps(b, w1, a21);
+        b = _mm256_set1_ps(x3[i]); a30 = _mm256_fmadd_ps(b, w0, a30); a31 = _mm256_fmadd_ps(b, w1, a31);
+        b = _mm256_set1_ps(x4[i]); a40 = _mm256_fmadd_ps(b, w0, a40); a41 = _mm256_fmadd_ps(b, w1, a41);
+        b = _mm256_set1_ps(x5[i]); a50 = _mm256_fmadd_ps(b, w0, a50); a51 = _mm256_fmadd_ps(b, w1, a51);
+    }
+    __m256 r[6][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}, {a40, a41}, {a50, a51}};
+    int v0 = out - (o + h), v1 = v0 - 8;
+    for (int k = 0; k < nb; k++) {
+        float *yr = y + (size_t)k * out + o + h;
+        store8(yr, r[k][0], v0, acc);
+        if (v1 > 0) store8(yr + 8, r[k][1], v1, acc);
+    }
+}
+
+static void matmul(const float *x, int N, int in, const void *W, int wbf16, int out, float *y, int acc) {
+#pragma omp parallel for schedule(static) if ((long)N * in * out >= PAR_MIN_WORK)
+    for (int o = 0; o < out; o += 32)
+        for (int h = 0; h < 32 && o + h < out; h += 16)
+            for (int n0 = 0; n0 < N; n0 += 6)
+                block6(x + (size_t)n0 * in, N - n0 < 6 ? N - n0 : 6, in, W, wbf16, out, o, h,
+                       y + (size_t)n0 * out, acc);
 }
 #else
 /* Portable: the same panels, each row of a panel a contiguous run of 32 outputs (vectorised by the
