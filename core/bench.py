@@ -207,9 +207,10 @@ def contended_latency(poet, n: int, progress=print) -> dict:
     out["idle"] = {"p50_ms": 1000 * statistics.median(idle), "p95_ms": 1000 * _pct(idle, 95)}
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
+        adaptive = FreeCores(pinned=0)  # as a serving process: its readings run while the hog starts
         time.sleep(0.5)
         saved = eng.cores if eng is not None else None
-        for name, cores in (("adaptive", FreeCores(pinned=0)), ("all cores", FreeCores(pinned=usable_cores()))):
+        for name, cores in (("adaptive", adaptive), ("all cores", FreeCores(pinned=usable_cores()))):
             if eng is not None:
                 eng.cores, eng.threads = cores, 0
             lat = _time(lambda i: poet.write(PoemRequest(form="七绝", seed=i)), n)

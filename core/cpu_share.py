@@ -60,9 +60,10 @@ class FreeCores:
         if self.pinned < 0:
             env = os.environ.get("SHIREN_DECODE_THREADS", "").strip()
             self.pinned = int(env) if env.isdigit() else 0
-        self._last_t = 0.0
         self._last: tuple[int, int, int] | None = None
         self._threads = self.pinned or self.max_threads
+        self.others_busy()  # the first reading: the next one, an interval on, compares against it
+        self._last_t = time.monotonic()
 
     def others_busy(self) -> float | None:
         """Cores' worth of CPU that other processes used since the last reading (None: unknown yet)."""
