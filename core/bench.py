@@ -60,7 +60,7 @@ def stock_generate_until_form(model, tok, form: str, seed: int, max_tries: int =
 
 
 def run_bench(model_dir: Path | None = None, n_latency: int = 50, quick: bool = False, cold: bool = True,
-              progress=print, contended: bool = False) -> dict:
+              progress=print, contended: bool = False, compare_model_dir: Path | None = None) -> dict:
     from core.poet import Poet
     from training.model import GPTConfig, build_model, n_params
 
@@ -80,6 +80,10 @@ def run_bench(model_dir: Path | None = None, n_latency: int = 50, quick: bool = 
         progress(f"{form} n=1: p50 {res[f'latency_{form}']['p50_ms']:.1f} ms")
     if contended:
         res["contended"] = contended_latency(poet, n, progress)
+    if compare_model_dir is not None:
+        res["compare_model"] = model_speed(compare_model_dir, n, 2 if quick else 5)
+        progress(f"compared model {res['compare_model']['version']}: 七绝 p50 "
+                 f"{res['compare_model']['latency_七绝']['p50_ms']:.1f} ms")
     for batch in (16, 64):
         reps = 2 if quick else 5
         ts = _time(lambda i, b=batch: poet.write(PoemRequest(form="七绝", n=b, seed=i)), reps)
@@ -192,6 +196,25 @@ def serving_memory(model_dir: Path | None) -> dict:
     return {"peak_rss_mb_after_100_requests": kb / 1024}
 
 
+def model_speed(model_dir: Path, n: int, reps: int) -> dict:
+    """Latency and throughput of another model in the same run (old vs new base, side by side)."""
+    from core.poet import Poet
+    from training.model import n_params
+
+    poet = Poet.load(model_dir)
+    try:
+        poet.write(PoemRequest(form="七绝", seed=0))  # warm-up
+        out: dict = {"version": poet.version, "params": n_params(poet.model)}
+        for form in ("七绝", "七律"):
+            lat = _time(lambda i, f=form: poet.write(PoemRequest(form=f, seed=i)), n)
+            out[f"latency_{form}"] = {"p50_ms": 1000 * statistics.median(lat), "p95_ms": 1000 * _pct(lat, 95)}
+        ts = _time(lambda i: poet.write(PoemRequest(form="七绝", n=64, seed=i)), reps)
+        out["throughput_n64"] = {"poems_per_s": 64 / statistics.median(ts)}
+        return out
+    finally:
+        poet.close()
+
+
 def contended_latency(poet, n: int, progress=print) -> dict:
     """七绝 n=1 latency while another process keeps one core busy (a plain Python loop, as a test suite
     or a training step would), with the decode threads adaptive (core.cpu_share) and pinned to all
@@ -253,6 +276,14 @@ def bench_rows(res: dict) -> list[tuple[str, str, str]]:
         ("floor: model FLOPs / matmul rate", f"{res['floor']['floor_ms_per_poem']:.3f} ms "
          f"({res['floor']['matmul_gflops']:.0f} GFLOP/s)", ""),
     ]
+    if "compare_model" in res:
+        m = res["compare_model"]
+        rows += [
+            (f"beside it: {m['version']} ({m['params'] / 1e6:.1f}M) 七绝 n=1 p50 / p95",
+             f"{m['latency_七绝']['p50_ms']:.1f} / {m['latency_七绝']['p95_ms']:.1f} ms", ""),
+            ("  七律 n=1 p50 / p95", f"{m['latency_七律']['p50_ms']:.1f} / {m['latency_七律']['p95_ms']:.1f} ms", ""),
+            ("  七绝 n=64 throughput", f"{m['throughput_n64']['poems_per_s']:.0f} poems/s", ""),
+        ]
     if "contended" in res:
         c = res["contended"]
         rows += [

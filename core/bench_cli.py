@@ -17,6 +17,8 @@ def bench(
     out: Path | None = typer.Option(None, "--out", help="Also save the results as JSON here."),
     markdown: Path | None = typer.Option(None, "--markdown", help="Also write the table as Markdown here."),
     model_dir: Path | None = typer.Option(None, "--model-dir", envvar="SHIREN_MODEL_DIR"),
+    compare: Path | None = typer.Option(None, "--compare-model-dir", help="Another base model (e.g. the previous "
+                                        "one) measured in the same run, side by side."),
     contended: bool = typer.Option(False, "--contended", help="Also the latency with one core kept busy by "
                                                             "another process (adaptive vs all-core threads)."),
 ) -> None:
@@ -27,7 +29,7 @@ def bench(
 
     if threads:
         torch.set_num_threads(threads)
-    res = run_bench(model_dir, n_latency=n, quick=quick, cold=not no_cold, contended=contended,
+    res = run_bench(model_dir, n_latency=n, quick=quick, cold=not no_cold, contended=contended, compare_model_dir=compare,
                     progress=(lambda s: None) if json_output else (lambda s: typer.echo(s, err=True)))
     if out:
         save(res, out)

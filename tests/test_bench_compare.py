@@ -1,0 +1,32 @@
+"""`shiren bench --compare-model-dir`: another base model measured in the same run, side by side."""
+
+from __future__ import annotations
+
+from core.bench import bench_rows, model_speed
+
+
+def test_model_speed_of_a_second_model(tmp_path):
+    from core.testing import tiny_model_and_tokenizer
+
+    model, tok = tiny_model_and_tokenizer(seed=3)
+    model.save_pretrained(str(tmp_path))
+    tok.save_pretrained(str(tmp_path))
+    m = model_speed(tmp_path, n=2, reps=1)
+    assert m["version"].startswith("base-") and m["params"] > 0
+    assert m["latency_七绝"]["p50_ms"] > 0 and m["throughput_n64"]["poems_per_s"] > 0
+    res = {"compare_model": m}
+    rows = [r for r in _rows_of(res) if "beside it" in r[0]]
+    assert rows and m["version"] in rows[0][0]
+
+
+def _rows_of(res: dict) -> list[tuple[str, str, str]]:
+    """bench_rows on a result that has only the compared model (the rest filled with zeros)."""
+    zero = {"p50_ms": 0.0, "p95_ms": 0.0}
+    base = {"latency_七绝": zero, "latency_七律": zero, "throughput_n16": {"poems_per_s": 0},
+            "throughput_n64": {"poems_per_s": 0}, "reference_path_七绝_p50_ms": 0.0,
+            "fast_equals_reference": {"same_poems": 0, "requests": 0},
+            "stock_generate_same_model": {"p50_ms_per_valid_poem": 0, "mean_tries": 0, "ms_per_32_tokens": 0},
+            "stock_generate_100M": {"params": 1e8, "ms_per_32_tokens": 0},
+            "ratios": {"vs_reference_path": 0, "vs_stock_same_model": 0, "vs_stock_100M": 0},
+            "floor": {"floor_ms_per_poem": 0, "matmul_gflops": 0}}
+    return bench_rows({**base, **res})
