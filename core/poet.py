@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import re
@@ -28,7 +29,8 @@ from core.generate import VocabIndex, generate, render_text
 from core.plan import build_plan
 from core.prompt import header
 from core.requests import normalize_request
-from core.types import MAX_CANDIDATES, BusyError, Poem, PoemRequest, ShirenError
+from core.revise import RevisionTarget
+from core.types import MAX_CANDIDATES, BusyError, Poem, PoemRequest, RequestError, ShirenError
 
 _CLAUSE = re.compile(r"[，。？！；、\n]+")
 log = logging.getLogger("shiren.poet")
@@ -39,6 +41,8 @@ DEFAULT_CANDIDATES = 8
 # Weight of the critic's score (a logit) beside the mean log-likelihood per char when ranking.
 CRITIC_WEIGHT = 1.0
 # What a mend must keep: every one of these the draft had holds on the mended poem too.
+# Drafts the decoder writes for a revision (only the rewritten characters are sampled: cheap).
+REVISION_DRAFTS = 16
 GUARANTEES = ("format", "rhyme", "rhyme_common", "tone_relaxed", "tone_relaxed_common")
 
 
@@ -235,9 +239,9 @@ class Poet:
                             req.temperature, req.top_p, seed)
         return self._rank(req, plan, rows)
 
-    def _rank(self, req: PoemRequest, plan, rows) -> list[Poem]:
+    def _rank(self, req: PoemRequest, plan, rows, avoid: frozenset[str] = frozenset()) -> list[Poem]:
         scored = []
-        seen = set()
+        seen = set(avoid)
         kept = []
         for ids, st in rows:
             if st.failed:
@@ -270,7 +274,7 @@ class Poet:
         scored.sort(key=lambda x: -x[0])
         best = scored[: req.n]
         if self.critic is not None and self.polish:
-            texts = {p.text for _, p, _ in best}
+            texts = {p.text for _, p, _ in best} | set(avoid)
             best = [(r, self._mended(req, plan, p, ids, texts), ids) for r, p, ids in best]
         return [p for _, p, _ in best]
 
@@ -297,6 +301,57 @@ class Poet:
                             for e in m.edits]
         return Poem(text=text, form=poem.form, title=poem.title, cipai=poem.cipai, logprob=poem.logprob,
                     scores=scores, model_version=poem.model_version)
+
+    def revise(self, request: PoemRequest, text: str, target: RevisionTarget, seed: int | None = None) -> Poem:
+        """The poem `text` (written for `request`) with one line or one character rewritten under every
+        rule of the form (core.revise); the rest, and the request's fixed characters, kept."""
+        from core.engine import plan_tensors
+        from core.plan import fix_all_but
+        from core.revise import clause_lengths, poem_body, revision_slots
+
+        req = self.validate(dataclasses.replace(request, n=1, seed=seed))
+        body = poem_body(text)
+        seed = req.seed if req.seed is not None else secrets.randbelow(2**31)
+        try:
+            plan0 = build_plan(dataclasses.replace(req, keywords=()), random.Random(seed),
+                               clause_lengths(body) if req.form == "词" else None)
+        except RequestError as e:
+            raise RequestError(f"cannot revise this poem: {e}") from e
+        kinds_ok = len(body) == len(plan0.slots) and all(
+            (s.kind == "punct") == bool(_CLAUSE.fullmatch(c)) for s, c in zip(plan0.slots, body, strict=False))
+        if not kinds_ok or any(c not in self.vi.tok_to_id for c in body if not _CLAUSE.fullmatch(c)):
+            raise RequestError(f"this text is not a {req.cipai or req.form} Shiren can revise "
+                               "(its lines have other lengths, or it has characters the model does not know)")
+        free = revision_slots(req, plan0, body, target)
+        chars = [s.text if s.kind == "punct" else c for s, c in zip(plan0.slots, body, strict=True)]
+        plan = fix_all_but(plan0, chars, free)
+        old = render_text(plan, self.vi, [self.vi.char_id(c) for c in chars])
+        rows = REVISION_DRAFTS
+        with self._lock:
+            if self.engine is not None:
+                ids = self.tokenizer(self.prompt_for(req), add_special_tokens=False)["input_ids"]
+                job = Job(plan, plan_tensors(plan, self.vi), ids, rows, req.temperature, req.top_p, seed)
+                self.engine.run([job])
+                drafts = Engine.results(job)
+            else:
+                drafts = generate(self.model, self.tokenizer, self.vi, plan, self.prompt_for(req), rows,
+                                  req.temperature, req.top_p, seed)
+        try:
+            poem = self._rank(req, plan, drafts, avoid=frozenset({old}))[0]
+        except ShirenError as e:
+            raise RequestError("no other version of that part fits the rest of the poem; try another line") from e
+        poem.scores["revised"] = target.describe()
+        return poem
+
+    async def arevise(self, request: PoemRequest, text: str, target: RevisionTarget, seed: int | None = None,
+                      timeout: float | None = 120.0) -> Poem:
+        """`revise` from asyncio, off the event loop."""
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(self._executor, self.revise, request, text, target, seed)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError as e:
+            raise BusyError("the poet took too long; please try again") from e
 
     def doubts(self, poem: Poem, top: int = 3) -> list[tuple[int, str, float]]:
         """The characters the critic doubts most: (position in the text without newlines, char, −log p),
