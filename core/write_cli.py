@@ -84,20 +84,18 @@ def doubts_json(poet, poem) -> list[dict]:
     return [{"pos": i, "char": c, "doubt": d} for i, c, d in poet.doubts(poem)]
 
 
-def doubt_line(poet, poem) -> str:
-    """「X」 (line 2) … : the characters the critic doubts most, for the explain views ('' without a critic)."""
+def doubt_places(poet, poem) -> str:
+    """「X」(第n句)、… : the characters the critic doubts most, for the explain views ('' without a critic)."""
     from core.revise import poem_body
 
-    found = poet.doubts(poem)
-    if not found:
-        return ""
     body = poem_body(poem.text)
     seps = "，。？！；、："
-    where = []
-    for i, c, _ in found:
-        line = sum(1 for ch in body[:i] if ch in seps) + 1
-        where.append(f"「{c}」(第{line}句)")
-    return "评点 · the critic doubts " + "、".join(where)
+    return "、".join(f"「{c}」(第{sum(1 for ch in body[:i] if ch in seps) + 1}句)" for i, c, _ in poet.doubts(poem))
+
+
+def doubt_line(poet, poem) -> str:
+    places = doubt_places(poet, poem)
+    return f"评点 · the critic doubts {places}" if places else ""
 
 
 def _write_batch(path: Path, json_output: bool, poet) -> None:
