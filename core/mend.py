@@ -1,8 +1,9 @@
 """Choose and mend: the critic reads whole poems, picks among the decoder's candidates and repairs the
 characters it doubts most, inside the 格律 plan.
 
-Mending, one round: the critic masks each character the model chose (one at a time) and reads the
-poem; the `weakest` characters by −log p(char | rest) are re-predicted by its masked LM, restricted
+Mending, one round: the critic reads the poem once and names the `weakest` of the characters the
+model chose (lowest probability with the whole poem visible); each is masked and re-predicted by its
+masked LM, restricted
 to what the plan allows there (core.infill: tone, rhyme class, fixed characters, no repeats, given
 the whole rest of the poem); each position's best legal replacement makes a variant; the variant the
 critic scores highest is kept only if it beats the poem. At most `rounds` rounds.
@@ -74,15 +75,13 @@ def mend(critic: Critic, rules: RuleReplay, vmap: CriticVocabMap, plan: Plan, pt
         return cur  # nothing to edit, or a poem the decoder wrote by its dead-end escape: leave it
     for _ in range(cfg.rounds):
         text = render_body(vi, cur.ids)
-        lp = vmap.on_generator_vocab(critic.masked_logprobs(text, form, slots))  # (P, Vg)
-        here = torch.tensor([cur.ids[s] for s in slots])
-        doubt = -lp[torch.arange(len(slots)), here]
-        order = doubt.argsort(descending=True)[: cfg.weakest].tolist()
+        # A glance at the whole poem names the suspects; only they are re-read masked (a few rows, not all).
+        suspects = [slots[k] for k in critic.glance(text, form, slots).argsort(descending=True)[: cfg.weakest].tolist()]
+        lp = vmap.on_generator_vocab(critic.masked_logprobs(text, form, suspects))  # (k, Vg)
         variants: list[tuple[list[int], Edit]] = []
-        for k in order:
-            s = slots[k]
+        for k, s in enumerate(suspects):
             row = lp[k].masked_fill(~rules.ev.content, -torch.inf)
-            row[here[k]] = -torch.inf
+            row[cur.ids[s]] = -torch.inf
             top = row.topk(cfg.proposals)
             cands = top.indices[top.values > -torch.inf]
             ok = allowed_at(rules, plan, pt, cur.ids, s, cands)
