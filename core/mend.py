@@ -6,7 +6,8 @@ model chose (lowest probability with the whole poem visible); each is masked and
 masked LM, restricted
 to what the plan allows there (core.infill: tone, rhyme class, fixed characters, no repeats, given
 the whole rest of the poem); each position's best legal replacement makes a variant; the variant the
-critic scores highest is kept only if it beats the poem. At most `rounds` rounds.
+critic scores highest is kept only if it beats the poem; a replacement must also be one the masked
+LM prefers to the character it replaces. At most `rounds` rounds.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class MendConfig:
     rounds: int = 2
     weakest: int = 3  # positions re-predicted per round
     proposals: int = 24  # top masked-LM characters checked against the plan at each position
+    # The masked LM must prefer the replacement to the character it replaces by this many nats: the
+    # critic's score alone would trade a fitting character for one it merely likes in aggregate.
+    min_lm_gain: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,9 @@ def mend(critic: Critic, rules: RuleReplay, vmap: CriticVocabMap, plan: Plan, pt
         variants: list[tuple[list[int], Edit]] = []
         for k, s in enumerate(suspects):
             row = lp[k].masked_fill(~rules.ev.content, -torch.inf)
+            here = float(row[cur.ids[s]])
             row[cur.ids[s]] = -torch.inf
+            row[row < here + cfg.min_lm_gain] = -torch.inf
             top = row.topk(cfg.proposals)
             cands = top.indices[top.values > -torch.inf]
             ok = allowed_at(rules, plan, pt, cur.ids, s, cands)
