@@ -26,7 +26,20 @@ from telegram.ext import (
 )
 
 from bot.config import BotConfig, ConfigError
-from bot.handlers import admin, card, check, errors, forget, history, inline, poems, rating, settings, start
+from bot.handlers import (
+    admin,
+    card,
+    check,
+    errors,
+    forget,
+    history,
+    inline,
+    poems,
+    rating,
+    revise,
+    settings,
+    start,
+)
 from bot.limits import ConcurrencyCap, RateLimiter
 
 log = logging.getLogger("bot")
@@ -39,6 +52,7 @@ COMMANDS = [
     ("ci", "填词 / 浏览词牌 · a 词, or browse 词牌"),
     ("continue", "以首句续写 · continue from a first line"),
     ("check", "格律分析 · 格律 analysis"),
+    ("revise", "改写一句 · rewrite one line of a poem"),
     ("settings", "设置 · settings"),
     ("history", "我的诗 · my poems"),
     ("forget", "删除我的数据 · delete my data"),
@@ -143,6 +157,7 @@ def add_handlers(app: Application, config: BotConfig) -> None:
         ("ci", poems.ci_command),
         ("continue", poems.continue_command),
         ("check", check.check),
+        ("revise", revise.revise_command),
         ("settings", settings.settings),
         ("history", history.history),
         ("forget", forget.forget),
@@ -160,6 +175,8 @@ def add_handlers(app: Application, config: BotConfig) -> None:
         (r"^a:", poems.another),
         (r"^x:", check.explain),
         (r"^c:", card.card_button),
+        (r"^e:", revise.revise_button),
+        (r"^ev:", revise.revise_line),
         (r"^pf:", poems.pick_form),
         (r"^pc:", poems.pick_cipai),
         (r"^cb:", poems.browse_cipai_page),

@@ -19,9 +19,16 @@ def poem_keyboard(poem_id: int, rating: int | None = None, lang: str = "zh") -> 
         Btn(t(lang, "btn_another"), callback_data=f"a:{poem_id}"),
         Btn(t(lang, "btn_explain"), callback_data=f"x:{poem_id}"),
         Btn(t(lang, "btn_card"), callback_data=f"c:{poem_id}"),
+        Btn(t(lang, "btn_revise"), callback_data=f"e:{poem_id}"),
         Btn(t(lang, "btn_delete"), callback_data=f"d:{poem_id}"),
     ]
     return InlineKeyboardMarkup([stars, actions])
+
+
+def line_picker_keyboard(poem_id: int, n_lines: int, lang: str = "zh") -> InlineKeyboardMarkup:
+    """✏️'s next step: one button per line (句) of the poem, four to a row ("ev:<poem id>:<line>")."""
+    btns = [Btn(t(lang, "btn_line", n=n), callback_data=f"ev:{poem_id}:{n}") for n in range(1, n_lines + 1)]
+    return InlineKeyboardMarkup([btns[i:i + 4] for i in range(0, len(btns), 4)])
 
 
 def form_keyboard(token: str) -> InlineKeyboardMarkup:

@@ -26,6 +26,7 @@ TEXTS: dict[str, dict[str, str]] = {
               "/ci 浣溪沙 [题目] —— 填词；只发 /ci 浏览词牌\n"
               "/continue 白日依山尽 —— 以首句续写\n"
               "/check 诗句 —— 格律分析（或回复一首诗发 /check）\n"
+              "/revise 编号 [句] —— 改写一句（或点诗下的 ✏️）\n"
               "/settings —— 默认诗体、简繁、语言、图片卡片\n"
               "/history [关键词] —— 我的诗与评分\n"
               "/forget —— 删除我的全部数据\n"
@@ -38,6 +39,7 @@ TEXTS: dict[str, dict[str, str]] = {
               "/ci 浣溪沙 [topic] — a 词; /ci alone browses the 词牌\n"
               "/continue 白日依山尽 — continue from a first line\n"
               "/check poem — 格律 analysis (or reply /check to a poem)\n"
+              "/revise ID [LINE] — rewrite one line (or tap ✏️ under a poem)\n"
               "/settings — default form, simplified/traditional, language, picture cards\n"
               "/history [search] — your poems and ratings\n"
               "/forget — delete all your data\n"
@@ -105,6 +107,18 @@ TEXTS: dict[str, dict[str, str]] = {
     "btn_explain": {"zh": "📜 格律", "en": "📜 Explain"},
     "btn_delete": {"zh": "🗑", "en": "🗑"},
     "btn_card": {"zh": "🖼", "en": "🖼"},
+    "btn_revise": {"zh": "✏️", "en": "✏️"},
+    "btn_line": {"zh": "第{n}句", "en": "Line {n}"},
+    "revise_pick": {
+        "zh": "改写哪一句？其余不变，格律依旧。",
+        "en": "Which line should I rewrite? The rest stays, and so does every 格律 rule.",
+    },
+    "revise_usage": {
+        "zh": "用法：/revise 诗的编号 [第几句] —— 改写一句，其余不变（编号见 /history）。",
+        "en": "Usage: /revise POEM_ID [LINE] — rewrite one line, keeping the rest (ids in /history).",
+    },
+    "revised_from": {"zh": "✏️ 改写自 #{pid} 第{line}句", "en": "✏️ Line {line} of #{pid}, rewritten"},
+    "critic_doubts": {"zh": "🧐 评点：最可斟酌的字 {chars}", "en": "🧐 The critic doubts {chars}"},
     "card_no_font": {
         "zh": "🖼 图片卡片暂不可用：服务器没有安装楷体字体（fonts-lxgw-wenkai）。诗以文字发送。",
         "en": "🖼 Picture cards are unavailable: the server has no 楷 font installed (fonts-lxgw-wenkai). "

@@ -66,7 +66,7 @@ def run_bench(model_dir: Path | None = None, n_latency: int = 50, quick: bool = 
 
     res: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
                             f"{torch.get_num_threads()} threads", "cuda": torch.cuda.is_available()}
-    poet = Poet.load(model_dir)
+    poet = Poet.load(model_dir, critic=None)  # the plain path; the critic's rows come after
     fast = poet.engine.fast if poet.engine is not None else None
     res["model"] = {"version": poet.version, "params": n_params(poet.model), "fast_engine": fast is not None,
                     "forward": {"CFastLlama": "C kernel", "FastLlama": "torch"}.get(type(fast).__name__, "HF"),
@@ -89,6 +89,7 @@ def run_bench(model_dir: Path | None = None, n_latency: int = 50, quick: bool = 
         ts = _time(lambda i, b=batch: poet.write(PoemRequest(form="七绝", n=b, seed=i)), reps)
         res[f"throughput_n{batch}"] = {"poems_per_s": batch / statistics.median(ts)}
         progress(f"七绝 n={batch}: {res[f'throughput_n{batch}']['poems_per_s']:.0f} poems/s")
+    res.update(critic_bench(model_dir, n, quick, progress))
     poet.write_reference(PoemRequest(form="七绝", seed=0))  # builds the HF model (not timed)
     ref, same = [], []
     for i in range(5 if quick else 15):
@@ -249,6 +250,27 @@ def contended_latency(poet, n: int, progress=print) -> dict:
     a = out["adaptive"]
     out["p50_vs_idle"] = a["p50_ms"] / out["idle"]["p50_ms"]
     out["p95_vs_p50"] = a["p95_ms"] / a["p50_ms"]
+
+
+def critic_bench(model_dir: Path | None, n: int, quick: bool, progress=print) -> dict:
+    """The critic's path beside the plain one: 七绝 n=1 choosing among its drafts (and mending), and n=64."""
+    from core.poet import Poet
+
+    poet = Poet.load(model_dir)
+    if poet.critic is None:
+        poet.close()
+        return {}
+    out: dict = {"critic_candidates": poet.candidates}
+    poet.write(PoemRequest(form="七绝", seed=0))  # warm-up
+    for label, polish in (("choose", False), ("choose_mend", True)):
+        poet.polish = polish
+        lat = _time(lambda i: poet.write(PoemRequest(form="七绝", seed=i)), n)
+        out[f"critic_{label}_七绝"] = {"p50_ms": 1000 * statistics.median(lat), "p95_ms": 1000 * _pct(lat, 95), "n": n}
+        progress(f"七绝 n=1 with the critic ({label}): p50 {out[f'critic_{label}_七绝']['p50_ms']:.1f} ms")
+    ts = _time(lambda i: poet.write(PoemRequest(form="七绝", n=64, seed=i)), 2 if quick else 3)
+    out["critic_throughput_n64"] = {"poems_per_s": 64 / statistics.median(ts)}
+    progress(f"七绝 n=64 with the critic: {out['critic_throughput_n64']['poems_per_s']:.0f} poems/s")
+    poet.close()
     return out
 
 
@@ -293,6 +315,15 @@ def bench_rows(res: dict) -> list[tuple[str, str, str]]:
             ("  all cores (before) p50 / p95", f"{c['all cores']['p50_ms']:.1f} / {c['all cores']['p95_ms']:.1f} ms", ""),
             ("  adaptive: p50 vs idle, p95 vs p50", f"{c['p50_vs_idle']:.2f}× , {c['p95_vs_p50']:.2f}×", "≤ 2.5× , ≤ 1.5×"),
         ]
+
+
+    if "critic_choose_mend_七绝" in res:
+        k = res["critic_candidates"]
+        for label, what in (("choose", f"choose among {k} drafts"), ("choose_mend", f"choose among {k} + mend")):
+            r = res[f"critic_{label}_七绝"]
+            rows.append((f"七绝 n=1 with the critic: {what}", f"{r['p50_ms']:.1f} / {r['p95_ms']:.1f} ms",
+                         "≤ 150 ms p50" if label == "choose_mend" else ""))
+        rows.append(("七绝 n=64 throughput with the critic", f"{res['critic_throughput_n64']['poems_per_s']:.0f} poems/s", ""))
     if "cold_start" in res:
         cs = res["cold_start"]
         rows += [("cold start: shiren write", f"{cs['write_s']:.2f} s", "< 3 s"),

@@ -73,6 +73,12 @@ def _register_write() -> None:
     app.command("write")(write)
 
 
+def _register_revise() -> None:
+    from core.revise_cli import revise
+
+    app.command("revise")(revise)
+
+
 def _register_check() -> None:
     from core.gelv.cli import check
 
@@ -106,7 +112,7 @@ def _register_bench() -> None:
 # Subcommands owned by other modules. Only the one being run is imported (so `shiren check` starts
 # without torch, Textual or the Telegram library); --help imports them all.
 REGISTRARS = {
-    "write": _register_write, "check": _register_check, "train": _register_train, "eval": _register_eval,
+    "write": _register_write, "revise": _register_revise, "check": _register_check, "train": _register_train, "eval": _register_eval,
     "model": _register_model, "db": _register_db, "bot": _register_bot, "tui": _register_tui,
     "bench": _register_bench, "card": _register_card,
 }

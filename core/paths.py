@@ -40,6 +40,14 @@ def model_dir() -> Path:
     return shipped_models_dir() / "base"
 
 
+def critic_dir() -> Path:
+    """Critic dir: `SHIREN_CRITIC_DIR` when set, else the shipped `models/critic`."""
+    env = os.environ.get("SHIREN_CRITIC_DIR")
+    if env:
+        return Path(env).expanduser()
+    return shipped_models_dir() / "critic"
+
+
 def tokenizer_dir() -> Path:
     """The tokenizer built by `shiren data prepare` (inside the dataset dir)."""
     return dataset_dir() / "tokenizer"

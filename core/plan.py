@@ -15,6 +15,7 @@ the relaxed rule (2nd/4th/6th char and line ends), which is what the guarantee c
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass, field
 
@@ -103,8 +104,13 @@ def _jinti_slots(form: str) -> tuple[list[Slot], list, tuple[int, ...]]:
     return slots, temps, tuple(breaks)
 
 
-def _ci_slots(cipai: str, rng: random.Random, first_line: str) -> tuple[list[Slot], object, tuple[int, ...]]:
+def _ci_slots(cipai: str, rng: random.Random, first_line: str,
+              lengths: tuple[int, ...] | None = None) -> tuple[list[Slot], object, tuple[int, ...]]:
     pats = cipai_patterns(cipai)
+    if lengths is not None:  # a finished poem (a revision): the variant it follows
+        pats = [p for p in pats if p.lengths == lengths]
+        if not pats:
+            raise RequestError(f"this poem does not follow a known pattern of {cipai}")
     if first_line:
         fitting = [p for p in pats if p.clauses[0].length == len(first_line)]
         if not fitting:
@@ -170,6 +176,26 @@ def _consistent(slots: list[Slot], templates: frozenset[int], form: str) -> tupl
     return frozenset(alive), groups
 
 
+def fix_all_but(plan: Plan, chars: list[str], free: set[int]) -> Plan:
+    """The plan with every character slot outside `free` fixed to the poem's character there (`chars`,
+    one per slot): the plan of a revision. Raises RequestError if the kept characters break the
+    pattern (a poem that does not keep the 格律 of its form under common readings)."""
+    slots = []
+    for i, s in enumerate(plan.slots):
+        s = dataclasses.replace(s)
+        s.relaxed = plan.slots[i].relaxed if s.kind == "char" else ()  # type: ignore[attr-defined]
+        if s.kind == "char" and i not in free:
+            if s.copy_of >= 0:  # a kept 叠句 copy is a kept character like any other
+                s.copy_of = -1
+            s.fixed = chars[i]
+        slots.append(s)
+    alive, groups = _consistent(slots, frozenset(range(plan.n_templates)), plan.form)
+    if not alive:
+        raise RequestError(f"this poem does not keep the tonal pattern and rhyme of a {plan.form or plan.cipai} "
+                           f"under common readings{_rare_note(slots)}, so it cannot be revised in place")
+    return dataclasses.replace(plan, slots=slots, templates=alive, groups=groups if groups is not None else frozenset())
+
+
 def _rare_note(slots: list[Slot]) -> str:
     """Fixed characters whose other tone is a rare reading (so a reader would not hear it), for messages."""
     notes = []
@@ -190,10 +216,11 @@ def _drop_overridden_repeats(slots: list[Slot]) -> None:
                 s.marks, s.rhyme, s.relaxed = s.own  # type: ignore[attr-defined]
 
 
-def build_plan(req: PoemRequest, rng: random.Random) -> Plan:
-    """The slots for a normalised request, with acrostic, first line and keywords fixed in place."""
+def build_plan(req: PoemRequest, rng: random.Random, clause_lengths: tuple[int, ...] | None = None) -> Plan:
+    """The slots for a normalised request, with acrostic, first line and keywords fixed in place.
+    `clause_lengths`: for a 词, take the 词牌 variant with exactly these clauses (a finished poem's)."""
     if req.form == "词":
-        slots, pat, breaks = _ci_slots(req.cipai, rng, req.first_line)
+        slots, pat, breaks = _ci_slots(req.cipai, rng, req.first_line, clause_lengths)
         n_t, names, rhyme_tone = 1, (pat.name,), pat.rhyme_tone  # type: ignore[attr-defined]
     else:
         slots, temps, breaks = _jinti_slots(req.form)

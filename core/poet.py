@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import random
 import re
 import secrets
@@ -19,6 +21,7 @@ import torch
 
 from core.corpus_lines import FILE_NAME as CORPUS_LINES_FILE
 from core.corpus_lines import CorpusLines
+from core.critic.critic import Critic
 from core.engine import Engine, EngineVocab, Job, plan_tensors
 from core.fastc import fast_llama
 from core.fastlm import LlamaShape
@@ -26,9 +29,21 @@ from core.generate import VocabIndex, generate, render_text
 from core.plan import build_plan
 from core.prompt import header
 from core.requests import normalize_request
-from core.types import BusyError, Poem, PoemRequest, ShirenError
+from core.revise import RevisionTarget
+from core.types import MAX_CANDIDATES, BusyError, Poem, PoemRequest, RequestError, ShirenError
 
 _CLAUSE = re.compile(r"[，。？！；、\n]+")
+log = logging.getLogger("shiren.poet")
+
+# Candidates the decoder draws per requested poem when a critic chooses among them (docs/critic.md:
+# eight were as good as sixteen by the critic's own score, at half the decode time).
+DEFAULT_CANDIDATES = 8
+# Weight of the critic's score (a logit) beside the mean log-likelihood per char when ranking.
+CRITIC_WEIGHT = 1.0
+# What a mend must keep: every one of these the draft had holds on the mended poem too.
+# Drafts the decoder writes for a revision (only the rewritten characters are sampled: cheap).
+REVISION_DRAFTS = 16
+GUARANTEES = ("format", "rhyme", "rhyme_common", "tone_relaxed", "tone_relaxed_common")
 
 
 class ModelLoadError(ShirenError):
@@ -46,8 +61,10 @@ class Poet:
     """Thread-safe; one model, one vocabulary index, a small executor for async callers."""
 
     def __init__(self, model, tokenizer, *, version: str = "", conditioned: bool = False,
-                 corpus_lines: CorpusLines | None = None, max_pending: int = 128):
-        """`model`: a transformers causal LM, or `LoadedWeights` (core.weights: no transformers needed)."""
+                 corpus_lines: CorpusLines | None = None, max_pending: int = 128, critic: Critic | None = None,
+                 candidates: int = DEFAULT_CANDIDATES, polish: bool = True):
+        """`model`: a transformers causal LM, or `LoadedWeights` (core.weights: no transformers needed).
+        `critic`: chooses among `candidates` drafts per poem and (with `polish`) mends the chosen ones."""
         from core.weights import LoadedWeights
 
         self._weights = model if isinstance(model, LoadedWeights) else None
@@ -76,6 +93,20 @@ class Poet:
         if shape is not None:
             # float32: the same numbers as the reference path, so a seed gives the same poems on both.
             self.engine = Engine(fast_llama(shape, sd, max_rows=64), EngineVocab(self.vi))
+        self.candidates = max(1, candidates)
+        self.polish = polish
+        self.critic: Critic | None = None
+        self.set_critic(critic)
+
+    def set_critic(self, critic: Critic | None) -> None:
+        """Use this critic from now on (None: rank by likelihood alone, mend nothing)."""
+        self.critic = critic
+        if critic is not None:
+            from core.infill import RuleReplay
+            from core.mend import CriticVocabMap
+
+            self._rules = RuleReplay(self.engine.ev if self.engine is not None else EngineVocab(self.vi))
+            self._vmap = CriticVocabMap(self.vi, critic)
 
     @property
     def model(self):
@@ -87,9 +118,12 @@ class Poet:
 
     # ---- loading -------------------------------------------------------------------------
     @classmethod
-    def load(cls, model_dir: Path | None = None, adapter: Path | str | None = "auto", **kw) -> Poet:
+    def load(cls, model_dir: Path | None = None, adapter: Path | str | None = "auto",
+             critic: Path | str | None = "auto", **kw) -> Poet:
         """Base model (default: SHIREN_MODEL_DIR or the shipped models/base) plus a LoRA adapter:
         "auto" takes the active one (core.adapters.resolve_adapter), None the bare base model.
+        `critic`: "auto" the shipped one (SHIREN_CRITIC_DIR or models/critic; missing → one log line and
+        no critic), a path, or None (no critic).
         A Llama model loads without transformers or peft (core.weights), others through transformers."""
         import json
 
@@ -130,7 +164,12 @@ class Poet:
                 raise ModelLoadError(why)
             version += "+" + Path(adapter).name
         lines = CorpusLines.load(model_dir / CORPUS_LINES_FILE)
-        return cls(model, tok, version=version, conditioned=adapter is not None, corpus_lines=lines, **kw)
+        if critic is None:
+            log.info("writing without the critic (--no-critic)")
+            crit = None
+        else:
+            crit = Critic.load_or_none(None if critic == "auto" else Path(critic))
+        return cls(model, tok, version=version, conditioned=adapter is not None, corpus_lines=lines, critic=crit, **kw)
 
     @staticmethod
     def _load_hf(model_dir: Path, adapter):
@@ -168,8 +207,9 @@ class Poet:
         req = self.validate(request)
         seed = req.seed if req.seed is not None else secrets.randbelow(2**31)
         plan = build_plan(req, random.Random(seed))
-        # Oversample: spare candidates let the reranker drop copied or weak lines.
-        return req, seed, plan, min(64, max(4, 2 * req.n))
+        # Oversample: spare candidates let the reranker drop copied or weak lines; a critic chooses among more.
+        drafts = self.candidates * req.n if self.critic is not None else 0
+        return req, seed, plan, min(MAX_CANDIDATES, max(4, 2 * req.n, drafts))
 
     def make_job(self, request: PoemRequest) -> tuple[PoemRequest, Job]:
         req, seed, plan, batch = self._prepare(request)
@@ -199,9 +239,10 @@ class Poet:
                             req.temperature, req.top_p, seed)
         return self._rank(req, plan, rows)
 
-    def _rank(self, req: PoemRequest, plan, rows) -> list[Poem]:
+    def _rank(self, req: PoemRequest, plan, rows, avoid: frozenset[str] = frozenset()) -> list[Poem]:
         scored = []
-        seen = set()
+        seen = set(avoid)
+        kept = []
         for ids, st in rows:
             if st.failed:
                 continue
@@ -220,10 +261,107 @@ class Poet:
             rank = mean_lp - 5.0 * copied - 5.0 * dup_lines + 0.3 * bool(scores.get("tone_strict"))
             scored.append((rank, Poem(text=text, form=req.form, title=req.title, cipai=req.cipai,
                                       logprob=round(mean_lp, 4), scores=scores, model_version=self.version)))
+            kept.append(ids)
         if not scored:
             raise ShirenError("the poet could not complete this request; try another seed or fewer constraints")
+        if self.critic is not None:  # the critic reads each whole draft: its score joins the likelihood
+            crit = self.critic.score([p.text for _, p in scored], [req.form] * len(scored)).tolist()
+            for (_, p), c in zip(scored, crit, strict=True):
+                p.scores["critic"] = round(c, 4)
+            scored = [(r + CRITIC_WEIGHT * c, p, ids) for (r, p), c, ids in zip(scored, crit, kept, strict=True)]
+        else:
+            scored = [(r, p, ids) for (r, p), ids in zip(scored, kept, strict=True)]
         scored.sort(key=lambda x: -x[0])
-        return [p for _, p in scored[: req.n]]
+        best = scored[: req.n]
+        if self.critic is not None and self.polish:
+            texts = {p.text for _, p, _ in best} | set(avoid)
+            best = [(r, self._mended(req, plan, p, ids, texts), ids) for r, p, ids in best]
+        return [p for _, p, _ in best]
+
+    def _mended(self, req: PoemRequest, plan, poem: Poem, ids: list[int], taken: set[str],
+                only: set[int] | None = None) -> Poem:
+        """The poem with its doubted characters mended (core.mend), when every guarantee still holds on
+        the result and it differs from the other poems returned; else the poem as it was."""
+        from core.engine import plan_tensors
+        from core.mend import mend
+
+        pt = plan_tensors(plan, self.vi)
+        m = mend(self.critic, self._rules, self._vmap, plan, pt, ids, req.form, poem.scores["critic"], only=only)
+        if not m.edits:
+            return poem
+        text = render_text(plan, self.vi, m.ids)
+        scores = analyze_scores(text, req.form, req.cipai)
+        if text in taken or not all(scores.get(k) for k in GUARANTEES if poem.scores.get(k)):
+            return poem  # never trade a guarantee (or distinctness) for the critic's taste
+        taken.discard(poem.text)
+        taken.add(text)
+        scores["copied_lines"] = poem.scores.get("copied_lines", 0)
+        scores["critic"] = round(m.score, 4)
+        scores["mended"] = [{"line": plan.slots[e.slot].line, "pos": plan.slots[e.slot].pos, "old": e.old, "new": e.new}
+                            for e in m.edits]
+        return Poem(text=text, form=poem.form, title=poem.title, cipai=poem.cipai, logprob=poem.logprob,
+                    scores=scores, model_version=poem.model_version)
+
+    def revise(self, request: PoemRequest, text: str, target: RevisionTarget, seed: int | None = None) -> Poem:
+        """The poem `text` (written for `request`) with one line or one character rewritten under every
+        rule of the form (core.revise); the rest, and the request's fixed characters, kept."""
+        from core.engine import plan_tensors
+        from core.plan import fix_all_but
+        from core.revise import clause_lengths, poem_body, revision_slots
+
+        req = self.validate(dataclasses.replace(request, n=1, seed=seed))
+        body = poem_body(text)
+        seed = req.seed if req.seed is not None else secrets.randbelow(2**31)
+        try:
+            plan0 = build_plan(dataclasses.replace(req, keywords=()), random.Random(seed),
+                               clause_lengths(body) if req.form == "词" else None)
+        except RequestError as e:
+            raise RequestError(f"cannot revise this poem: {e}") from e
+        kinds_ok = len(body) == len(plan0.slots) and all(
+            (s.kind == "punct") == bool(_CLAUSE.fullmatch(c)) for s, c in zip(plan0.slots, body, strict=False))
+        if not kinds_ok or any(c not in self.vi.tok_to_id for c in body if not _CLAUSE.fullmatch(c)):
+            raise RequestError(f"this text is not a {req.cipai or req.form} Shiren can revise "
+                               "(its lines have other lengths, or it has characters the model does not know)")
+        free = revision_slots(req, plan0, body, target)
+        chars = [s.text if s.kind == "punct" else c for s, c in zip(plan0.slots, body, strict=True)]
+        plan = fix_all_but(plan0, chars, free)
+        old = render_text(plan, self.vi, [self.vi.char_id(c) for c in chars])
+        rows = REVISION_DRAFTS
+        with self._lock:
+            if self.engine is not None:
+                ids = self.tokenizer(self.prompt_for(req), add_special_tokens=False)["input_ids"]
+                job = Job(plan, plan_tensors(plan, self.vi), ids, rows, req.temperature, req.top_p, seed)
+                self.engine.run([job])
+                drafts = Engine.results(job)
+            else:
+                drafts = generate(self.model, self.tokenizer, self.vi, plan, self.prompt_for(req), rows,
+                                  req.temperature, req.top_p, seed)
+        try:
+            poem = self._rank(req, plan, drafts, avoid=frozenset({old}))[0]
+        except ShirenError as e:
+            raise RequestError("no other version of that part fits the rest of the poem; try another line") from e
+        poem.scores["revised"] = target.describe()
+        return poem
+
+    async def arevise(self, request: PoemRequest, text: str, target: RevisionTarget, seed: int | None = None,
+                      timeout: float | None = 120.0) -> Poem:
+        """`revise` from asyncio, off the event loop."""
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(self._executor, self.revise, request, text, target, seed)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError as e:
+            raise BusyError("the poet took too long; please try again") from e
+
+    def doubts(self, poem: Poem, top: int = 3) -> list[tuple[int, str, float]]:
+        """The characters the critic doubts most: (position in the text without newlines, char, −log p),
+        most doubtful first; [] without a critic."""
+        if self.critic is None:
+            return []
+        body = poem.text.replace("\n", "")
+        pos = [i for i, c in enumerate(body) if c in self.vi.vocab_chars and not _CLAUSE.match(c)]
+        d = self.critic.doubt(poem.text, poem.form, pos)
+        return sorted(((p, body[p], round(x, 2)) for p, x in zip(pos, d, strict=True)), key=lambda t: -t[2])[:top]
 
     def start_batcher(self, max_queue: int = 256):
         """Serve through shared batches from now on (the bot and the app do; a CLI call need not)."""

@@ -33,3 +33,27 @@ def tiny_model_and_tokenizer(n_chars: int = 3000, seed: int = 0, n_embd: int = 3
 def tiny_poet(seed: int = 0, **kw) -> Poet:
     model, tok = tiny_model_and_tokenizer(seed=seed)
     return Poet(model, tok, version=f"tiny-{seed}", **kw)
+
+
+def tiny_critic(tokenizer, seed: int = 0, n_embd: int = 32, n_layer: int = 1, heads: bool = True):
+    """A randomly initialised critic over `tokenizer`'s characters (its scores are arbitrary but fixed)."""
+    import json
+
+    import torch
+
+    from core.critic.critic import CharVocab, Critic, CriticCard
+    from core.critic.model import CriticConfig, CriticModel
+
+    tj = json.loads(tokenizer.backend_tokenizer.to_str())
+    vocab = CharVocab(tj)
+    torch.manual_seed(seed)
+    cfg = CriticConfig(vocab_size=vocab.size + 1, pad_id=vocab.pad, n_layer=n_layer, n_head=2, n_embd=n_embd)
+    card = CriticCard(cfg, heads={"human": heads, "rating": heads})
+    critic = Critic(CriticModel(cfg), vocab, card)
+    critic.tokenizer_json = tj  # for save()
+    return critic
+
+
+def tiny_poet_with_critic(seed: int = 0, **kw) -> Poet:
+    model, tok = tiny_model_and_tokenizer(seed=seed)
+    return Poet(model, tok, version=f"tiny-{seed}", critic=tiny_critic(tok, seed=seed), **kw)

@@ -26,10 +26,20 @@ def request_from_dict(d: dict) -> PoemRequest:
     return PoemRequest(**d)
 
 
-def _load_poet(model_dir: Path | None, adapter: Path | None):
-    from core.poet import Poet
+def load_poet(model_dir: Path | None, adapter: Path | None, *, critic: bool = True, candidates: int | None = None,
+              polish: bool = True):
+    """The poet for a command: the active adapter, and the shipped critic unless `critic` is False."""
+    import logging
 
-    return Poet.load(model_dir, adapter if adapter is not None else "auto")
+    from core.poet import DEFAULT_CANDIDATES, Poet
+
+    logging.basicConfig(format="%(message)s", level=logging.WARNING)  # the one line when the critic is missing
+    if not critic:
+        logging.getLogger("shiren.poet").warning("writing without the critic (--no-critic)")
+    if candidates is not None and not 1 <= candidates <= 64:
+        raise RequestError("--candidates must be 1–64")
+    return Poet.load(model_dir, adapter if adapter is not None else "auto", critic="auto" if critic else None,
+                     candidates=candidates or DEFAULT_CANDIDATES, polish=polish)
 
 
 def write(
@@ -48,30 +58,51 @@ def write(
     explain: bool = typer.Option(False, "--explain", help="Show the 格律 annotation of each poem."),
     model_dir: Path | None = typer.Option(None, "--model-dir", envvar="SHIREN_MODEL_DIR"),
     adapter: Path | None = typer.Option(None, "--adapter", help="A LoRA adapter dir (default: the active one)."),
+    candidates: int | None = typer.Option(None, "--candidates", help="Drafts per poem the critic chooses among (default 8)."),
+    no_polish: bool = typer.Option(False, "--no-polish", help="Choose among drafts, but do not mend the chosen poem."),
+    no_critic: bool = typer.Option(False, "--no-critic", help="Rank by likelihood alone (no choosing, no mending)."),
 ) -> None:
     """Write poems on request, with guaranteed form, rhyme and tonal pattern."""
     if batch is None and not form:
         raise RequestError("give --form (五绝 七绝 五律 七律 词) or --batch FILE.jsonl")
     if batch is not None:
-        _write_batch(batch, json_output, model_dir, adapter)
+        _write_batch(batch, json_output, load_poet(model_dir, adapter, critic=not no_critic, candidates=candidates,
+                                                   polish=not no_polish))
         return
     req = request_from_dict(dict(form=form, title=title, keywords=keywords, acrostic=acrostic, first_line=first_line,
                                  cipai=cipai, n=n, seed=seed, temperature=temperature, top_p=top_p))
-    poet = _load_poet(model_dir, adapter)
+    poet = load_poet(model_dir, adapter, critic=not no_critic, candidates=candidates, polish=not no_polish)
     poems = poet.write(req)
     if json_output:
-        print(json.dumps({"request": poet.validate(req).to_dict(), "poems": [p.to_dict() for p in poems]},
-                         ensure_ascii=False))
+        out = [p.to_dict() | ({"doubts": doubts_json(poet, p)} if explain else {}) for p in poems]
+        print(json.dumps({"request": poet.validate(req).to_dict(), "poems": out}, ensure_ascii=False))
         return
-    _print_poems(poems, explain)
+    _print_poems(poems, explain, poet)
 
 
-def _write_batch(path: Path, json_output: bool, model_dir, adapter) -> None:
+def doubts_json(poet, poem) -> list[dict]:
+    return [{"pos": i, "char": c, "doubt": d} for i, c, d in poet.doubts(poem)]
+
+
+def doubt_places(poet, poem) -> str:
+    """「X」(第n句)、… : the characters the critic doubts most, for the explain views ('' without a critic)."""
+    from core.revise import poem_body
+
+    body = poem_body(poem.text)
+    seps = "，。？！；、："
+    return "、".join(f"「{c}」(第{sum(1 for ch in body[:i] if ch in seps) + 1}句)" for i, c, _ in poet.doubts(poem))
+
+
+def doubt_line(poet, poem) -> str:
+    places = doubt_places(poet, poem)
+    return f"评点 · the critic doubts {places}" if places else ""
+
+
+def _write_batch(path: Path, json_output: bool, poet) -> None:
     from core.types import ShirenError
 
     if not path.is_file():
         raise RequestError(f"no such batch file: {path}")
-    poet = _load_poet(model_dir, adapter)
     for i, line in enumerate(path.read_text("utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -92,7 +123,7 @@ def _write_batch(path: Path, json_output: bool, model_dir, adapter) -> None:
             _print_poems([Poem(**p) for p in out["poems"]], False)
 
 
-def _print_poems(poems, explain: bool) -> None:
+def _print_poems(poems, explain: bool, poet=None) -> None:
     from rich.console import Console
     from rich.panel import Panel
     from rich.text import Text
@@ -110,3 +141,9 @@ def _print_poems(poems, explain: bool) -> None:
             from core.gelv.render import render
 
             con.print(render(analyze(p.text, form=None if p.form == "词" else p.form, cipai=p.cipai or None)))
+            if poet is not None:
+                line = doubt_line(poet, p)
+                if line:
+                    con.print(line, highlight=False)
+                for e in p.scores.get("mended", []):
+                    con.print(f"  mended: 第{e['line'] + 1}句 「{e['old']}」→「{e['new']}」", highlight=False)

@@ -151,6 +151,8 @@ class Poem(Base):
     scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
     logprob: Mapped[float] = mapped_column(Float, default=0.0)
     created: Mapped[datetime] = mapped_column(default=utcnow)
+    # A revision (a line or a character rewritten on request) names the poem it came from.
+    revised_from: Mapped[int | None] = mapped_column(ForeignKey("poems.id", ondelete="SET NULL"), index=True)
 
 
 class Rating(Base):

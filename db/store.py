@@ -96,6 +96,7 @@ class PoemRecord:
     created: datetime
     rating: int | None  # the owner's stars, None if unrated
     logprob: float = 0.0
+    revised_from: int | None = None  # the poem this one revises
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ def _poem_record(p: PoemRow, r: Request, stars: int | None) -> PoemRecord:
         created=p.created,
         rating=stars,
         logprob=p.logprob,
+        revised_from=p.revised_from,
     )
 
 
@@ -394,6 +396,39 @@ class Store:
             s.add_all(rows)
             s.flush()
             return [r.id for r in rows]
+
+    def record_revision(self, user_id: int, source_id: int, poem: Poem, adapter_version: str | None = None) -> int:
+        """Store a revision of the user's poem `source_id` as a new poem linked to it (under the source's
+        request, so it keeps the acrostic, keywords and first line the revision had to keep)."""
+        with self._write() as s:
+            self._require_user(s, user_id)
+            src = s.get(PoemRow, source_id)
+            owner = None if src is None else self._owner(s, source_id)
+            if src is None:
+                raise NotFoundError(f"no poem {source_id}")
+            if owner != user_id:
+                raise ForbiddenError(f"poem {source_id} belongs to another user")
+            row = PoemRow(
+                request_id=src.request_id,
+                text=poem.text,
+                form=poem.form or src.form,
+                title=poem.title,
+                cipai=poem.cipai,
+                model_version=poem.model_version or "",
+                adapter_version=adapter_version,
+                scores=dict(poem.scores or {}),
+                logprob=float(poem.logprob),
+                created=utcnow(),
+                revised_from=source_id,
+            )
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def revisions(self, poem_id: int) -> list[int]:
+        """Ids of the poems that revise this one, oldest first."""
+        with self._read() as s:
+            return list(s.scalars(select(PoemRow.id).where(PoemRow.revised_from == poem_id).order_by(PoemRow.id)))
 
     @staticmethod
     def _poem_query() -> Select[Any]:

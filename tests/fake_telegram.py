@@ -663,9 +663,9 @@ class BotHarness:
 @functools.lru_cache(maxsize=1)
 def shared_tiny_poet():
     """One tiny random-weight Poet for the whole test session (it takes seconds to build)."""
-    from core.testing import tiny_poet
+    from core.testing import tiny_poet_with_critic
 
-    return tiny_poet(seed=0, max_pending=512)
+    return tiny_poet_with_critic(seed=0, max_pending=512)
 
 
 def make_config(fake: FakeTelegram, **kw):

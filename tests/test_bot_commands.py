@@ -52,7 +52,8 @@ def test_plain_text_writes_a_poem_in_the_default_form_with_typing(rb):
     assert len(lines) == 2 and all(len(ln) == 16 for ln in lines)  # 2 × (7，7。)
     assert rb.fake.find("sendChatAction", chat_id=103, since=mark)
     assert r.buttons[:5] == [f"r:{poem_id(r)}:{n}" for n in range(1, 6)]
-    assert r.buttons[5:] == [f"a:{poem_id(r)}", f"x:{poem_id(r)}", f"c:{poem_id(r)}", f"d:{poem_id(r)}"]
+    assert r.buttons[5:] == [f"a:{poem_id(r)}", f"x:{poem_id(r)}", f"c:{poem_id(r)}", f"e:{poem_id(r)}",
+                            f"d:{poem_id(r)}"]
     rec = rb.store.get_poem(poem_id(r))
     assert rec.user_id == rb.user_id(103) and rec.request.title == "春夜"
 
@@ -171,6 +172,7 @@ def test_explain_and_another_buttons(rb):
     fake.click(111, p, f"x:{pid}")
     ex = fake.wait("sendMessage", chat_id=111, since=mark)[0]
     assert "七绝" in ex.text and "合律" in ex.text and ex.reply_to == p.result["message_id"]
+    assert "评点" in ex.text  # the critic's doubted characters
     mark = fake.mark()
     fake.click(111, p, f"a:{pid}")
     again = fake.wait("sendMessage", chat_id=111, since=mark)[0]

@@ -12,7 +12,7 @@ from db import migrate
 from db.engine import default_url, make_engine, normalize_url
 from db.migrate import SchemaError
 from db.models import Base
-from db.store import Store
+from db.store import ForbiddenError, Store
 
 TABLES = {"users", "requests", "poems", "ratings", "adapters", "training_runs"}
 
@@ -25,7 +25,7 @@ def test_upgrade_creates_schema_matching_models_and_downgrade_roundtrips(db_url)
     engine = make_engine(db_url)
     try:
         assert migrate.current_revision(engine) is None
-        assert migrate.upgrade(engine) == migrate.head_revision() == "0002"
+        assert migrate.upgrade(engine) == migrate.head_revision() == "0003"
         assert _tables(engine) == TABLES
         insp = inspect(engine)
         assert {tuple(u["column_names"]) for u in insp.get_unique_constraints("ratings")} == {
@@ -43,9 +43,9 @@ def test_upgrade_creates_schema_matching_models_and_downgrade_roundtrips(db_url)
 
         assert migrate.downgrade(engine, "base") is None
         assert _tables(engine) == set()
-        assert migrate.upgrade(engine) == "0002"
+        assert migrate.upgrade(engine) == "0003"
         assert _tables(engine) == TABLES
-        assert migrate.upgrade(engine) == "0002"  # idempotent
+        assert migrate.upgrade(engine) == "0003"  # idempotent
     finally:
         engine.dispose()
 
@@ -60,7 +60,7 @@ def test_0002_adds_card_default_keeping_users_and_their_poems(db_url):
             conn.exec_driver_sql(
                 "INSERT INTO users (source, external_id, display_name, created, default_form, script, lang) "
                 "VALUES ('telegram', '42', 'x', '2026-01-01 00:00:00', '五律', 'traditional', 'en')")
-        assert migrate.upgrade(engine) == "0002"
+        assert migrate.upgrade(engine) == "0003"
         with Store(db_url, upgrade=False) as store:
             uid = store.ensure_user("telegram", "42")
             st = store.get_settings(uid)
@@ -73,12 +73,45 @@ def test_0002_adds_card_default_keeping_users_and_their_poems(db_url):
             assert store.get_settings(new).card_default is False
             with pytest.raises(ValueError, match="card_default"):
                 store.update_settings(uid, card_default="yes")
-        assert migrate.downgrade(engine, "0001") == "0001"
+        assert migrate.downgrade(engine, "0001") == "0001"  # through 0003 → 0002 → 0001
         cols = {c["name"] for c in inspect(engine).get_columns("users")}
         assert "card_default" not in cols and "default_form" in cols
         with engine.connect() as conn:
             assert conn.exec_driver_sql("SELECT count(*) FROM poems").scalar() == 1
             assert conn.exec_driver_sql("SELECT script FROM users WHERE external_id = '42'").scalar() == "traditional"
+    finally:
+        engine.dispose()
+
+
+def test_0003_links_revisions_keeping_poems(db_url):
+    """0002 → 0003 on a database with poems: they stay, as originals; a revision links to its poem,
+    survives the poem's deletion (link set to NULL); 0003 → 0002 drops only the column."""
+    engine = make_engine(db_url)
+    try:
+        assert migrate.upgrade(engine, "0002") == "0002"
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO users (source, external_id, display_name, created, default_form, script, lang, card_default) "
+                "VALUES ('telegram', '7', 'x', '2026-01-01 00:00:00', '七绝', 'simplified', 'zh', false)")
+        assert migrate.upgrade(engine) == "0003"
+        with Store(db_url, upgrade=False) as store:
+            uid = store.ensure_user("telegram", "7")
+            (pid,) = store.record_poems(uid, make_request(), make_poems(1))  # noqa: F405
+            assert store.get_poem(pid).revised_from is None
+            rev = store.record_revision(uid, pid, make_poems(1)[0])  # noqa: F405
+            assert store.get_poem(rev).revised_from == pid and store.revisions(pid) == [rev]
+            assert store.get_poem(rev).request == store.get_poem(pid).request
+            other = store.ensure_user("tui", "someone")
+            with pytest.raises(ForbiddenError):
+                store.record_revision(other, pid, make_poems(1)[0])  # noqa: F405
+            store.rate(uid, rev, 5)
+            assert store.delete_poem(uid, pid)
+            assert store.get_poem(rev).revised_from is None and store.get_poem(rev).rating == 5
+        assert migrate.downgrade(engine, "0002") == "0002"
+        cols = {c["name"] for c in inspect(engine).get_columns("poems")}
+        assert "revised_from" not in cols and "text" in cols
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM poems").scalar() == 1
     finally:
         engine.dispose()
 
@@ -138,9 +171,9 @@ def test_cli_upgrade_current_export_forget(tmp_path):
     r = runner.invoke(app, ["current", "--url", url])
     assert r.exit_code == 1 and "shiren db upgrade" in r.output
     r = runner.invoke(app, ["upgrade", "--url", url])
-    assert r.exit_code == 0 and "0002" in r.output
+    assert r.exit_code == 0 and "0003" in r.output
     r = runner.invoke(app, ["current", "--url", url])
-    assert r.exit_code == 0 and "revision 0002" in r.output
+    assert r.exit_code == 0 and "revision 0003" in r.output
 
     with Store(url) as store:
         uid = store.ensure_user("cli", "me", "我")

@@ -30,9 +30,9 @@ DENG = "白日依山尽，黄河入海流。\n欲穷千里目，更上一层楼�
 @functools.lru_cache(maxsize=1)
 def tiny():
     """One tiny poet for the whole session (it takes seconds to build)."""
-    from core.testing import tiny_poet
+    from core.testing import tiny_poet_with_critic
 
-    return tiny_poet(0)
+    return tiny_poet_with_critic(0)
 
 
 def make_service(tmp_path: Path, *, retrain=None, poet_factory=None, load: bool = True, seed: int = 1):

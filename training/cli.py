@@ -67,6 +67,71 @@ def pretrain(
     typer.echo(f"done: step {tr.step_no}/{cfg.max_steps}; valid loss {tr.valid_loss():.4f}; run dir {out}")
 
 
+@app.command("critic")
+def critic(
+    stage: str = typer.Option("all", help="mlm, human, rating, export, or all (in that order)."),
+    minutes: float = typer.Option(45.0, help="Wall-time cap of this session's masked-LM pretraining (it resumes)."),
+    max_steps: int = typer.Option(3000, help="Length of the masked-LM schedule."),
+    per_form: int = typer.Option(300, help="Requests per form for the human-likeness head's samples."),
+    out: Path | None = typer.Option(None, help="Run dir (default: SHIREN_HOME/runs/critic)."),
+    export_to: Path = typer.Option(Path("models/critic"), "--export-to", help="Where the shipped critic goes."),
+    threads: int = typer.Option(1, help="torch threads (leave the CPU to the generator's own training)."),
+    database_url: str | None = typer.Option(None, "--database-url", envvar="SHIREN_DATABASE_URL"),
+) -> None:
+    """Train the critic: masked-LM pretraining (resumable), the human-likeness and rating heads, the export."""
+    import torch
+
+    from core import paths
+    from core.critic.critic import Critic
+    from core.types import ShirenError
+    from training.critic_heads import train_human_head, train_rating_head
+    from training.critic_mlm import MLMConfig, train_mlm
+    from training.critic_train import MIN_RATINGS_TO_FIT, export, human_head_data
+
+    stages = ("mlm", "human", "rating", "export")
+    if stage != "all" and stage not in stages:
+        raise ShirenError(f"unknown stage {stage!r}; choose one of {', '.join(stages)} or all")
+    todo = stages if stage == "all" else (stage,)
+    torch.set_num_threads(threads)
+    ds = paths.dataset_dir()
+    if not (ds / "train.parquet").exists():
+        raise ShirenError(f"no dataset in {ds}; run `shiren data prepare` first")
+    out = out or paths.data_home() / "runs" / "critic"
+    heads_dir = out / "heads"
+    if "mlm" in todo:
+        cfg = MLMConfig(out_dir=str(out), dataset_dir=str(ds), max_steps=max_steps, threads=threads)
+        c = train_mlm(cfg, minutes=minutes, log=typer.echo)
+        typer.echo(f"masked LM: {c.card.metrics}")
+    src = heads_dir if (heads_dir / "config.json").exists() and "human" not in todo else out / "ckpt"
+    if not (src / "config.json").exists():
+        raise ShirenError(f"no critic checkpoint in {out}; run `shiren train critic --stage mlm` first")
+    crit = Critic.load(src)
+    from core.poet import Poet
+
+    gen_version = ""
+    if "human" in todo:
+        poet = Poet.load(critic=None)
+        gen_version = poet.version
+        real, gen = human_head_data(poet, ds, per_form, seed=0, log=typer.echo)
+        poet.close()
+        typer.echo(f"human-likeness head: {train_human_head(crit, real, gen)}")
+        crit.card.metrics["human_generator"] = gen_version
+    if "rating" in todo:
+        from db.store import Store
+
+        with Store(database_url) as store:
+            rated = store.rated_poems()
+        if len(rated) >= MIN_RATINGS_TO_FIT:
+            typer.echo(f"rating head: {train_rating_head(crit, rated)}")
+        else:
+            typer.echo(f"rating head skipped: {len(rated)} ratings (< {MIN_RATINGS_TO_FIT})")
+    crit.save(heads_dir, dtype=torch.float32)
+    crit = Critic.load(heads_dir)
+    if "export" in todo:
+        export(crit, export_to, crit.card.metrics.get("human_generator", gen_version))
+        typer.echo(f"exported the critic to {export_to}")
+
+
 @app.command("export")
 def export(
     run: Path | None = typer.Option(None, help="Pretraining run dir (default: SHIREN_HOME/runs/pretrain)."),

@@ -14,7 +14,9 @@
    adapter's folder is only ever read.
 6. Candidate and active poets write the same fixed, held-out requests with the same seeds: format,
    rhyme and tone rates must not drop at all, the repeated-char rate must not rise, and the preference
-   metric (a stars proxy fitted on the ratings, or any `preference(text) -> float`) must improve.
+   metric must improve: the critic's rating head retrained on the ratings once there are enough
+   (training.critic_heads), below that its human-likeness head, without a critic a bag-of-characters
+   stars proxy, or any `preference(text) -> float` given; the same judge mines the fresh-sample pairs.
    All gates pass → promoted (`store.promote`); else it stays a candidate and the run records why.
 
 Any exception records the run as failed and removes the unregistered candidate folder; a killed process
@@ -438,19 +440,23 @@ def _round(store, base_dir, adapters_dir, parent_name, parent_path, rated, cfg, 
 
     say(0.04, "loading the active poet")
     active_poet = Poet.load(base_dir, adapter=parent_path)
+    if preference is None:  # the critic judges: its rating head once ratings suffice, else human-likeness
+        from training.critic_heads import reward_for_feedback
+
+        preference, pref_source = reward_for_feedback(rated, active_poet.critic)
+    else:
+        pref_source = getattr(preference, "__name__", "custom")
     say(0.06, "building preference pairs")
-    pairs, data = build_preference_data(rated, active_poet, n_fresh=cfg.n_fresh, seed=cfg.seed)
+    pairs, data = build_preference_data(rated, active_poet, n_fresh=cfg.n_fresh, seed=cfg.seed, judge=preference)
     data["pairs"] = len(pairs)
     say(0.12, f"{len(pairs)} pairs ({data['pairs_rated']} rated, {data['pairs_fresh']} fresh) "
               f"from {data['ratings']} ratings")
     if not pairs:
         raise ShirenError("no preference pairs: rate several poems of the same request differently, "
                           "or give some poems 4-5 or 1-2 stars")
-    if preference is None:
+    if preference is None:  # no critic: the bag-of-characters ridge proxy of before
         proxy = StarsProxy.fit(rated)
         preference, pref_source = proxy.predict, f"stars proxy fitted on {len(rated)} ratings"
-    else:
-        pref_source = getattr(preference, "__name__", "custom")
     requests = eval_requests if eval_requests is not None else default_eval_requests()
     say(0.13, f"evaluating the active poet on {len(requests)} fixed requests")
     active_m = evaluate_poet(active_poet, requests, preference)

@@ -94,8 +94,11 @@ def pairs_from_ratings(rated: Iterable, prompt_for: Callable[[PoemRequest], str]
     return pairs, lone
 
 
-def pairs_from_fresh(lone: Iterable, poet, n_fresh: int = 4, seed: int = 0) -> list[PrefPair]:
-    """For each liked/disliked lone rating, sample `n_fresh` poems for its request with `poet` and pair."""
+def pairs_from_fresh(lone: Iterable, poet, n_fresh: int = 4, seed: int = 0,
+                     judge: Callable[[str], float] | None = None) -> list[PrefPair]:
+    """For each liked/disliked lone rating, sample `n_fresh` poems for its request with `poet` and pair:
+    a liked poem against the worst fresh one, a disliked one against the best, by `judge` (the critic's
+    reward model) or, without one, the 格律 engine's score."""
     from core.types import ShirenError
 
     out: list[PrefPair] = []
@@ -109,7 +112,7 @@ def pairs_from_fresh(lone: Iterable, poet, n_fresh: int = 4, seed: int = 0) -> l
             continue
         if not fresh:
             continue
-        fresh.sort(key=lambda p: engine_score(p.text, p.scores))
+        fresh.sort(key=(lambda p: judge(p.text)) if judge is not None else (lambda p: engine_score(p.text, p.scores)))
         prompt = poet.prompt_for(poet.validate(r.request))
         if r.stars >= LIKED:
             worst = fresh[0]
@@ -121,11 +124,13 @@ def pairs_from_fresh(lone: Iterable, poet, n_fresh: int = 4, seed: int = 0) -> l
 
 
 def build_preference_data(rated: list, poet=None, *, n_fresh: int = 4, seed: int = 0,
-                          max_per_request: int = MAX_PAIRS_PER_REQUEST) -> tuple[list[PrefPair], dict]:
-    """All preference pairs from the ratings (plus fresh-sample pairs for lone ratings when `poet` is given)."""
+                          max_per_request: int = MAX_PAIRS_PER_REQUEST,
+                          judge: Callable[[str], float] | None = None) -> tuple[list[PrefPair], dict]:
+    """All preference pairs from the ratings (plus fresh-sample pairs for lone ratings when `poet` is given,
+    mined with `judge`)."""
     prompt_for = poet.prompt_for if poet is not None else default_prompt
     pairs, lone = pairs_from_ratings(rated, prompt_for, max_per_request, seed)
-    fresh = pairs_from_fresh(lone, poet, n_fresh, seed) if poet is not None and n_fresh > 0 else []
+    fresh = pairs_from_fresh(lone, poet, n_fresh, seed, judge) if poet is not None and n_fresh > 0 else []
     info = {"ratings": len(rated), "pairs_rated": len(pairs), "lone_ratings": len(lone), "pairs_fresh": len(fresh),
             "requests": len({request_key(r.request) for r in rated})}
     return pairs + fresh, info

@@ -223,6 +223,23 @@ class ShirenService:
     def rate(self, poem_id: int, stars: int) -> None:
         self.store.rate(self.user_id, poem_id, stars)
 
+    def revise(self, poem: StoredPoem, line: int) -> StoredPoem:
+        """Rewrite one line of a stored poem (slow; call from a worker); the revision is stored, linked to it."""
+        from core.revise import RevisionTarget
+
+        poet = self._poet or self.load_poet()
+        new = poet.revise(poem.request, poem.poem.text, RevisionTarget(line=line))
+        pid = self.store.record_revision(self.user_id, poem.id, new, adapter_version=self.adapter_version)
+        return StoredPoem(pid, new, poem.request)
+
+    def doubts(self, poem: Poem) -> str:
+        """The characters the critic doubts most, as 「X」(第n句)、… ('' without a critic or a model)."""
+        if self._poet is None:
+            return ""
+        from core.write_cli import doubt_places
+
+        return doubt_places(self._poet, poem)
+
     # -- 格律 ----------------------------------------------------------------------------------
 
     def check(self, text: str, form: str | None = None, cipai: str | None = None) -> Analysis:

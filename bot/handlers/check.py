@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from html import escape
 
 from telegram import Update
 from telegram.ext import ContextTypes
 
 from bot.handlers.common import command_text, current_user, own_poem_from_callback, reply, send
-from bot.render import poem_text_from_message, render_analysis
+from bot.render import for_script, poem_text_from_message, render_analysis
 from bot.texts import t
 from core.forms import parse_form
 from core.gelv import cipai_patterns
@@ -72,4 +73,16 @@ async def explain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await send(context, update.effective_chat.id, t(st.lang, "bad_request", message=str(e)))
         return
     kw = {"reply_to_message_id": query.message.message_id} if query.message else {}
-    await send(context, update.effective_chat.id, render_analysis(an, lang=st.lang, script=st.script), **kw)
+    html = render_analysis(an, lang=st.lang, script=st.script)
+    doubts = await asyncio.to_thread(doubted_chars, context.bot_data["poet"], rec)
+    if doubts:
+        html += "\n\n" + t(st.lang, "critic_doubts", chars=for_script(escape(doubts), st.script))
+    await send(context, update.effective_chat.id, html, **kw)
+
+
+def doubted_chars(poet, rec) -> str:
+    """「X」(第n句) … for the characters the critic doubts most ('' without a critic)."""
+    from core.types import Poem
+    from core.write_cli import doubt_places
+
+    return doubt_places(poet, Poem(text=rec.text, form=rec.form, title=rec.title, cipai=rec.cipai))

@@ -125,13 +125,13 @@ def parse_int(s: str) -> int | None:
 
 
 async def own_poem_from_callback(update: Update, context: ContextTypes.DEFAULT_TYPE):
-    """(user id, settings, poem) for a button "<prefix>:<poem id>" on the user's own poem; None after
+    """(user id, settings, poem) for a button "<prefix>:<poem id>[:…]" on the user's own poem; None after
     answering the query with why not (gone, or someone else's: stale or forged callback data)."""
     from bot.texts import t
 
     query = update.callback_query
     uid, st = await current_user(update, context)
-    pid = parse_int(query.data.split(":", 1)[1])
+    pid = parse_int(query.data.split(":")[1])
     rec = await db(context, "get_poem", pid) if pid is not None else None
     if rec is None:
         await query.answer(t(st.lang, "poem_gone"), show_alert=True)

@@ -272,4 +272,37 @@ class ComposeScreen(Screen):
             return
         view = self.query_one(PoemView)
         self.app.push_screen(ExplainScreen(an, poem_heading(p.title, p.form, p.cipai),
-                                           to_traditional if view.traditional else None))
+                                           to_traditional if view.traditional else None,
+                                           doubts=self.service.doubts(p)))
+
+    def on_poem_view_revise_requested(self, event: PoemView.ReviseRequested) -> None:
+        if self.busy:
+            self.show_error("Already writing — press Esc to cancel first.")
+            return
+        from core.revise import clauses
+        from tui.screens.line_picker import LinePicker
+
+        poem = event.poem
+
+        def chosen(line: int | None) -> None:
+            if line is not None:
+                self.clear_error()
+                self._token += 1
+                self._set_busy(True, f"rewriting line {line} of #{poem.id}… (Esc cancels)")
+                self._revise(poem, line, self._token)
+
+        self.app.push_screen(LinePicker(clauses(poem.poem.text)), chosen)
+
+    @work(thread=True, exclusive=True, group="write", exit_on_error=False)
+    def _revise(self, poem: StoredPoem, line: int, token: int) -> None:
+        worker = get_current_worker()
+        try:
+            new = self.service.revise(poem, line)
+        except ShirenError as e:
+            self.post_message(self.WriteFailed(str(e), token))
+            return
+        except Exception as e:  # noqa: BLE001 — never crash the app on a generation bug
+            self.post_message(self.WriteFailed(f"unexpected error: {e}", token))
+            return
+        if not worker.is_cancelled:
+            self.post_message(self.Written([new], token))

@@ -18,16 +18,19 @@ if TYPE_CHECKING:
 class ExplainScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,e,q", "close", "close")]
 
-    def __init__(self, analysis: Analysis, heading: str = "", convert=None) -> None:
+    def __init__(self, analysis: Analysis, heading: str = "", convert=None, doubts: str = "") -> None:
         super().__init__()
         self.analysis = analysis
         self.heading = heading
         self.convert = convert
+        self.doubts = doubts  # the critic's doubted characters, 「X」(第n句)、…
 
     def compose(self) -> ComposeResult:
         yield Static(f"Explain · {self.heading}" if self.heading else "Explain", id="explain-title",
                      classes="dialog-title")
         yield AnalysisView(id="explain-analysis")
+        if self.doubts:
+            yield Static(f"评点 · the critic doubts {self.doubts}", id="explain-doubts", classes="hint")
         yield Footer()
 
     def on_mount(self) -> None:

@@ -65,6 +65,7 @@ class PoemView(Widget, can_focus=True):
         Binding("5", "rate(5)", "rate 5", show=False),
         Binding("a", "another", "another"),
         Binding("e", "explain", "explain"),
+        Binding("w", "revise", "rewrite"),
         Binding("v", "toggle_vertical", "vertical"),
         Binding("t", "toggle_traditional", "繁/简"),
         Binding("right,n", "next", "next", show=False),
@@ -81,6 +82,11 @@ class PoemView(Widget, can_focus=True):
         pass
 
     class ExplainRequested(Message):
+        def __init__(self, poem: StoredPoem) -> None:
+            super().__init__()
+            self.poem = poem
+
+    class ReviseRequested(Message):
         def __init__(self, poem: StoredPoem) -> None:
             super().__init__()
             self.poem = poem
@@ -169,6 +175,10 @@ class PoemView(Widget, can_focus=True):
     def action_explain(self) -> None:
         if self.current is not None:
             self.post_message(self.ExplainRequested(self.current))
+
+    def action_revise(self) -> None:
+        if self.current is not None:
+            self.post_message(self.ReviseRequested(self.current))
 
     def action_toggle_vertical(self) -> None:
         self.vertical = not self.vertical

@@ -1,0 +1,157 @@
+"""The critic in the poet: choosing among drafts, mending inside the plan, loading and its absence."""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import pytest
+import torch
+from test_generate import assert_guarantees
+
+from core.critic.critic import Critic
+from core.infill import RuleReplay, replay
+from core.mend import CriticVocabMap, MendConfig, mend
+from core.poet import Poet
+from core.testing import tiny_critic, tiny_model_and_tokenizer, tiny_poet
+from core.types import PoemRequest
+
+
+@pytest.fixture(scope="module")
+def parts():
+    model, tok = tiny_model_and_tokenizer(seed=0)
+    return model, tok, tiny_critic(tok, seed=0)
+
+
+@pytest.fixture(scope="module")
+def poet(parts):
+    model, tok, critic = parts
+    p = Poet(model, tok, version="tiny-0", critic=critic)
+    yield p
+    p.close()
+
+
+def random_request(rng: random.Random) -> PoemRequest:
+    form = rng.choice(["五绝", "七绝", "五律", "七律", "词"])
+    kw: dict = {"form": form, "seed": rng.randrange(10**6), "n": rng.choice([1, 1, 2, 3])}
+    if form == "词":
+        kw["cipai"] = rng.choice(["浣溪沙", "如梦令", "菩萨蛮", "清平乐"])
+    roll = rng.random()
+    if roll < 0.25:
+        kw["acrostic"] = "".join(rng.sample("春夏秋冬山水花月", 2))
+    elif roll < 0.5 and form != "词":
+        kw["keywords"] = (rng.choice(["明月", "白云", "江南", "故乡"]),)
+    return PoemRequest(**kw)
+
+
+def test_chosen_and_mended_poems_keep_every_guarantee(poet):
+    """Property: over random requests, what the critic chooses and mends keeps form, rhyme, tone
+    (common readings), the fixed characters and distinctness."""
+    rng = random.Random(15)
+    mended = 0
+    for _ in range(16):
+        req = random_request(rng)
+        poems = poet.write(req)
+        assert len(poems) == req.n and len({p.text for p in poems}) == req.n
+        norm = poet.validate(req)
+        for p in poems:
+            assert_guarantees(norm, p.text)
+            assert "critic" in p.scores
+            mended += bool(p.scores.get("mended"))
+    assert mended, "a random critic finds something to mend somewhere"
+
+
+def test_critic_draws_more_candidates(poet):
+    req = poet.validate(PoemRequest(form="七绝", seed=1))
+    assert poet._prepare(req)[3] == poet.candidates * 1 >= 8
+    bare = tiny_poet(seed=0)
+    assert bare._prepare(req)[3] == 4  # the plain path is unchanged
+    bare.close()
+
+
+def test_no_polish_returns_the_chosen_draft(parts):
+    model, tok, critic = parts
+    p = Poet(model, tok, critic=critic, polish=False)
+    poems = p.write(PoemRequest(form="七律", seed=4, n=2))
+    assert all("mended" not in x.scores for x in poems)
+    p.close()
+
+
+class ScriptedCritic(Critic):
+    """The tiny critic's masked LM with a score we choose."""
+
+    def __init__(self, base: Critic, score_fn):
+        super().__init__(base.model, base.vocab, base.card)
+        self.score_fn = score_fn
+
+    def score(self, texts, forms):
+        return torch.tensor([float(self.score_fn(t)) for t in texts])
+
+
+def _draft(poet, req):
+    _, job = poet.make_job(req)
+    poet.engine.run([job])
+    ids = next(i for i, r in poet.engine.results(job) if not r.failed)
+    return job.plan, job.pt, ids
+
+
+def test_acceptance_rule(parts, poet):
+    """An edit is kept only where the score rises: a flat critic changes nothing; one that likes 平
+    characters gains at every accepted edit, and the result replays legal."""
+    _, _, critic = parts
+    plan, pt, ids = _draft(poet, PoemRequest(form="七律", seed=21))
+    rules, vmap = RuleReplay(poet.engine.ev), CriticVocabMap(poet.vi, critic)
+    flat = ScriptedCritic(critic, lambda t: 0.0)
+    assert mend(flat, rules, vmap, plan, pt, ids, "七律", 0.0).edits == []
+
+    pings = {t for t, i in poet.vi.tok_to_id.items() if bool(poet.vi.ping[i]) and not bool(poet.vi.ze[i])}
+    def count(t):
+        return sum(c in pings for c in t)
+    likes = ScriptedCritic(critic, count)
+    text0 = "".join(poet.vi.id_to_tok[i] for i in ids)
+    m = mend(likes, rules, vmap, plan, pt, ids, "七律", float(count(text0)), MendConfig(rounds=3))
+    assert m.score >= count(text0)
+    seen = float(count(text0))
+    cur = list(ids)
+    for e in m.edits:
+        cur[e.slot] = poet.vi.char_id(e.new)
+        now = float(count("".join(poet.vi.id_to_tok[i] for i in cur)))
+        assert now > seen
+        seen = now
+    assert cur == m.ids
+    assert bool(replay(rules, plan, pt, torch.tensor([m.ids]))[0])
+    fixed = [i for i, s in enumerate(plan.slots) if s.kind == "punct" or s.fixed]
+    assert all(m.ids[i] == ids[i] for i in fixed)
+
+
+def test_mend_keeps_acrostic_heads(parts, poet):
+    _, _, critic = parts
+    plan, pt, ids = _draft(poet, PoemRequest(form="五律", acrostic="春夏秋冬", seed=2))
+    rules, vmap = RuleReplay(poet.engine.ev), CriticVocabMap(poet.vi, critic)
+    chunky = ScriptedCritic(critic, lambda t: -sum(ord(c) for c in t) % 97)
+    m = mend(chunky, rules, vmap, plan, pt, ids, "五律", -10**6, MendConfig(rounds=3, weakest=8))
+    heads = [i for i, s in enumerate(plan.slots) if s.fixed]
+    assert [m.ids[i] for i in heads] == [ids[i] for i in heads]
+
+
+def test_saved_critic_loads_and_scores_the_same(parts, tmp_path):
+    _, tok, critic = parts
+    critic.save(tmp_path / "critic", dtype=torch.float32, tokenizer_json=critic.tokenizer_json)
+    again = Critic.load(tmp_path / "critic")
+    texts = ["春风拂柳绿，夜雨润花红。", "白日依山尽，黄河入海流。"]
+    assert torch.allclose(critic.score(texts, ["五绝"] * 2), again.score(texts, ["五绝"] * 2), atol=1e-5)
+
+
+def test_missing_critic_is_one_log_line(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="shiren.critic"):
+        assert Critic.load_or_none(tmp_path / "nothing") is None
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "writing without the critic" in lines[0]
+
+
+def test_doubts_name_characters_of_the_poem(poet):
+    p = poet.write(PoemRequest(form="五绝", seed=3))[0]
+    d = poet.doubts(p)
+    body = p.text.replace("\n", "")
+    assert len(d) == 3 and all(body[i] == c for i, c, _ in d)
+    assert d[0][2] >= d[1][2] >= d[2][2]
