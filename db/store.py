@@ -336,6 +336,11 @@ class Store:
                 user.display_name = display_name
             return user.id
 
+    def ensure_user_settings(self, source: str, external_id: str, display_name: str = "") -> tuple[int, UserSettings]:
+        """`ensure_user` and that user's settings, in one call."""
+        uid = self.ensure_user(source, external_id, display_name)
+        return uid, self.get_settings(uid)
+
     def get_settings(self, user_id: int) -> UserSettings:
         with self._read() as s:
             u = self._require_user(s, user_id)
@@ -943,6 +948,12 @@ class Store:
             if holder is not None:
                 q = q.where(BotLease.holder == holder)
             return s.execute(q).rowcount > 0
+
+    def purge_leases(self, prefix: str) -> int:
+        """Delete the expired leases named `prefix…`; how many went."""
+        with self._write() as s:
+            return s.execute(delete(BotLease).where(BotLease.name.startswith(prefix, autoescape=True),
+                                                    BotLease.expires <= utcnow())).rowcount
 
     def set_lease_value(self, name: str, value: dict[str, Any]) -> None:
         with self._write() as s:

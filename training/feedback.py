@@ -544,6 +544,9 @@ def schedule_feedback(job_queue, interval_hours: float, min_new_ratings: int = 2
 
     async def _job(context) -> None:
         st = store if store is not None else context.application.bot_data.get("store")
+        if context.application.bot_data.get("leader") is False:  # bot.workers: one worker runs rounds
+            log.debug("scheduled feedback round: not the leader")
+            return
         if context.application.bot_data.get("retrain_running"):
             log.info("scheduled feedback round skipped: /retrain is running")
             return

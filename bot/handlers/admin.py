@@ -13,6 +13,7 @@ from telegram.ext import ContextTypes
 
 from bot.handlers.common import current_user, db, reply, send
 from bot.texts import t
+from bot.workers import reload_poet
 from db.store import NotFoundError
 
 log = logging.getLogger("bot.admin")
@@ -98,15 +99,5 @@ async def model(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def _reload(context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Run the optional bot_data["reload"] hook (sync; e.g. load the now-active adapter)."""
-    fn = context.bot_data.get("reload")
-    if fn is not None:
-        new = await asyncio.to_thread(fn)
-        if new is not None:  # the hook returned a freshly loaded poet: swap it in, close the old one
-            old, context.bot_data["poet"] = context.bot_data.get("poet"), new
-            if old is not None and hasattr(old, "close"):
-                old.close()
-        store = context.bot_data.get("store")
-        if store is not None:  # poems from now on record the adapter that wrote them
-            active = await asyncio.to_thread(store.active_adapter)
-            context.bot_data["adapter_version"] = active.name if active is not None else None
+    """Load the now-active adapter here at once (the other workers see it at their next poll)."""
+    await reload_poet(context.bot_data)

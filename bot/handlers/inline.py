@@ -31,7 +31,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
-from bot.handlers.common import cached_lang, current_user, db, services
+from bot.handlers.common import current_user, db, known_lang, services
 from bot.keyboards import rate_link_keyboard
 from bot.limits import CapacityError
 from bot.render import caption, poem_heading, render_poem
@@ -49,6 +49,7 @@ DEADLINE_S = 8.0  # Telegram drops answers after about 10 s
 CACHE_TTL_S = 120.0  # our own cache of answered queries
 CACHE_TIME_S = 30  # Telegram's cache of our answer (cache_time), personal to the user
 CACHE_SIZE = 512
+INLINE_SEQ_TTL_S = 600.0
 ACROSTIC_WORDS = ("藏头", "藏頭", "acrostic")
 JINTI = ("五绝", "七绝", "五律", "七律")
 
@@ -177,19 +178,21 @@ async def inline_query(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     started = time.monotonic()
     query = update.inline_query
     text = " ".join((query.query or "").split())
-    # Numbered before the first await: queries typed in a row must keep their order.
-    seq = context.user_data["inline_seq"] = context.user_data.get("inline_seq", 0) + 1
+    # Telegram numbers updates in order: the newest query of a user has the largest update id, on
+    # whichever worker it lands (bot_state "inline_seq" keeps the largest).
+    seq = update.update_id
     if not text:  # "@bot " alone: a hint, and no user row for someone who only looked
-        await _answer(update, [], t(cached_lang(context), "inline_hint"))
+        await _answer(update, [], t(await known_lang(update, context), "inline_hint"))
         return
     uid, st = await current_user(update, context)
+    await db(context, "raise_state", uid, "inline_seq", seq, INLINE_SEQ_TTL_S)
     key = (query.from_user.id, text, st.script, st.lang, st.default_form)
     cached = _cached(context, key)
     if cached is not None:
         await _answer(update, cached)
         return
     await asyncio.sleep(max(0.0, started + DEBOUNCE_S - time.monotonic()))
-    if context.user_data.get("inline_seq") != seq:
+    if ((await db(context, "get_state", uid, "inline_seq")) or {}).get("n", seq) != seq:
         return  # the user typed on: a newer query is being answered
     svc = services(context)
     if len(text) > svc.config.max_text_chars:
@@ -201,21 +204,21 @@ async def inline_query(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     except RequestError as e:
         await _answer(update, [], f"⚠️ {e}", 0)
         return
-    wait = svc.limiter.acquire(query.from_user.id)
+    wait = await svc.limiter.acquire(uid)
     if wait:
         await _answer(update, [], t(st.lang, "inline_slow", seconds=max(1, math.ceil(wait))), 0)
         return
     deadline = started + DEADLINE_S
     try:
-        with svc.cap.slot():
+        async with svc.cap.slot():
             poems = await svc.poet.awrite(req, timeout=max(1.0, deadline - time.monotonic()))
         ids = await db(context, "record_poems", uid, req, poems, context.bot_data.get("adapter_version"))
     except (CapacityError, BusyError):
-        svc.limiter.refund(query.from_user.id)
+        await svc.limiter.refund(uid)
         await _answer(update, [], t(st.lang, "inline_busy"), 0)
         return
     except ShirenError as e:
-        svc.limiter.refund(query.from_user.id)
+        await svc.limiter.refund(uid)
         await _answer(update, [], f"⚠️ {e}", 0)
         return
     file_ids = await _upload_cards(context, poems, ids, st.script, deadline)
