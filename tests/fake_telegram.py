@@ -84,6 +84,7 @@ class Call:
     params: dict[str, Any]
     t: float = field(default_factory=time.monotonic)
     result: Any = None
+    worker: int | None = None  # which bot worker made the call (FakeTelegram(workers=N))
 
     @property
     def chat_id(self) -> int | None:
@@ -115,8 +116,17 @@ class Call:
 class FakeTelegram:
     """The fake Bot API server. Thread-safe; all state is guarded by one condition variable."""
 
-    def __init__(self, token: str = TOKEN, *, max_poll: float = 0.5) -> None:
+    def __init__(self, token: str = TOKEN, *, max_poll: float = 0.5, workers: int = 0) -> None:
+        """`workers` > 0: a load balancer in front of that many bot workers. Worker i polls at
+        `api_url_for(i)`; each new update goes to the next live worker in turn (round robin), and
+        `down(i)` hands a dead worker's unconfirmed updates to the others (Telegram redelivers what
+        was not acknowledged)."""
         self.token = token
+        self.workers = workers
+        self.queues: list[list[dict]] = [[] for _ in range(workers)]
+        self.dead: set[int] = set()
+        self._next_worker = 0
+        self.pushed: dict[int, dict] = {}
         self.max_poll = max_poll
         self.cond = threading.Condition()
         self.calls: list[Call] = []
@@ -188,14 +198,48 @@ class FakeTelegram:
         """The base_url for PTB: http://127.0.0.1:<port>/bot{token}."""
         return f"http://127.0.0.1:{self.port}/bot{{token}}"
 
+    def api_url_for(self, worker: int) -> str:
+        """The base_url for bot worker `worker` behind the fake load balancer."""
+        return f"http://127.0.0.1:{self.port}/w{worker}/bot{{token}}"
+
+    def down(self, worker: int) -> None:
+        """The balancer's health check found `worker` dead: no more updates go to it, and what it had
+        not confirmed goes to the next live workers."""
+        with self.cond:
+            self.dead.add(worker)
+            left, self.queues[worker] = self.queues[worker], []
+            for u in left:
+                self.queues[self._pick_worker()].append(u)
+            self.cond.notify_all()
+
+    def route_next(self, worker: int) -> None:
+        """The next update goes to `worker` (then round robin again)."""
+        with self.cond:
+            self._next_worker = worker
+
+    def redeliver(self, update_id: int, worker: int) -> None:
+        """Deliver update `update_id` again, to `worker` (Telegram retrying a webhook it saw fail)."""
+        with self.cond:
+            self.queues[worker].append(self.pushed[update_id])
+            self.cond.notify_all()
+
+    def _pick_worker(self) -> int:
+        for _ in range(self.workers):
+            w = self._next_worker % self.workers
+            self._next_worker += 1
+            if w not in self.dead:
+                return w
+        raise RuntimeError("no live worker")
+
     def _dispatch(self, path: str, ctype: str, body: bytes) -> tuple[int, dict]:
         with self.cond:
             self.requests_seen += 1
             self.paths_seen.append(path)
-        m = re.match(r"^/bot([^/]+)/(\w+)$", path.split("?", 1)[0])
+        m = re.match(r"^(?:/w(\d+))?/bot([^/]+)/(\w+)$", path.split("?", 1)[0])
         if not m:
             return 404, {"ok": False, "error_code": 404, "description": "Not Found"}
-        token, method = m.groups()
+        worker, token, method = m.groups()
+        worker = int(worker) if worker is not None else None
         if token != self.token:
             return 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
         params = self._parse(ctype, body)
@@ -203,12 +247,12 @@ class FakeTelegram:
         if fn is None:
             return 404, {"ok": False, "error_code": 404, "description": "Not Found: method not found"}
         try:
-            result = fn(params)
+            result = fn(params, worker) if method == "getUpdates" else fn(params)
         except ValueError as e:
             return 400, {"ok": False, "error_code": 400, "description": f"Bad Request: {e}"}
         if method != "getUpdates":
             with self.cond:
-                self.calls.append(Call(method, params, result=result))
+                self.calls.append(Call(method, params, result=result, worker=worker))
                 self.cond.notify_all()
         return 200, {"ok": True, "result": result}
 
@@ -249,12 +293,18 @@ class FakeTelegram:
     def api_getMe(self, p):
         return self.bot_user
 
-    def api_getUpdates(self, p):
+    def api_getUpdates(self, p, worker: int | None = None):
         offset = int(p.get("offset") or 0)
         limit = int(p.get("limit") or 100)
         wait = min(float(p.get("timeout") or 0), self.max_poll)
         deadline = time.monotonic() + wait
         with self.cond:
+            if worker is not None and self.workers:
+                if offset:
+                    self.queues[worker] = [u for u in self.queues[worker] if u["update_id"] >= offset]
+                while not self.queues[worker] and time.monotonic() < deadline:
+                    self.cond.wait(deadline - time.monotonic())
+                return [] if worker in self.dead else list(self.queues[worker][:limit])
             if offset:
                 self.updates = [u for u in self.updates if u["update_id"] >= offset]
             while not self.updates and time.monotonic() < deadline:
@@ -476,7 +526,11 @@ class FakeTelegram:
         with self.cond:
             uid = self.next_update_id
             self.next_update_id += 1
-            self.updates.append({"update_id": uid, kind: obj})
+            if self.workers:
+                self.pushed[uid] = {"update_id": uid, kind: obj}
+                self.queues[self._pick_worker()].append(self.pushed[uid])
+            else:
+                self.updates.append({"update_id": uid, kind: obj})
             self.cond.notify_all()
             return uid
 
@@ -601,8 +655,10 @@ class FakeTelegram:
 class BotHarness:
     """Runs the real Application (polling the fake server) on its own event loop in a thread."""
 
-    def __init__(self, fake: FakeTelegram, config, **build_kw) -> None:
+    def __init__(self, fake: FakeTelegram, config, *, killable: bool = False, **build_kw) -> None:
         self.fake = fake
+        self.killable = killable
+        self._killed = False
         self.config = config
         self.build_kw = build_kw
         self.app = None
@@ -622,11 +678,30 @@ class BotHarness:
         return self
 
     def _run(self) -> None:
+        if not self.killable:
+            try:
+                asyncio.run(self._main())
+            except BaseException as e:  # noqa: BLE001 — surfaced by start()
+                self._error = e
+                self._ready.set()
+            return
+        loop = asyncio.new_event_loop()
         try:
-            asyncio.run(self._main())
+            loop.run_until_complete(self._main())
         except BaseException as e:  # noqa: BLE001 — surfaced by start()
+            if self._killed:
+                return  # a dead process: its tasks, leases and connections are left as they are
             self._error = e
             self._ready.set()
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+    def kill(self) -> None:
+        """Stop the bot's event loop dead, mid-whatever: no finally blocks, no shutdown, no lease
+        released (a worker process killed with SIGKILL, as far as the database and Telegram can tell)."""
+        self._killed = True
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
 
     async def _main(self) -> None:
         from bot.app import build_application
@@ -654,7 +729,7 @@ class BotHarness:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def stop(self) -> None:
-        if self.loop is not None and self._stop is not None:
+        if self.loop is not None and self._stop is not None and not self._killed:
             self.loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
             self._thread.join(30)
