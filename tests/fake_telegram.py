@@ -751,13 +751,14 @@ def make_config(fake: FakeTelegram, **kw):
 
 
 class RunningBot:
-    """A fake server, a fresh SQLite Store and the bot, started together (use as a context manager)."""
+    """A fake server, a fresh SQLite Store (or the database at `url`) and the bot, started together
+    (use as a context manager)."""
 
-    def __init__(self, db_dir, *, retrain=None, reload=None, **config_kw) -> None:
+    def __init__(self, db_dir, *, retrain=None, reload=None, url: str | None = None, **config_kw) -> None:
         from db.store import Store
 
         self.fake = FakeTelegram().start()
-        self.store = Store(f"sqlite:///{db_dir}/t.db")
+        self.store = Store(url or f"sqlite:///{db_dir}/t.db")
         self.config = make_config(self.fake, **config_kw)
         self.harness = BotHarness(self.fake, self.config, poet=shared_tiny_poet(), store=self.store,
                                   retrain=retrain, reload=reload)
