@@ -15,6 +15,7 @@ from bot.handlers.common import current_user, db, reply, send
 from bot.texts import t
 from bot.workers import reload_poet
 from db.store import NotFoundError
+from training.feedback import ROUND_LEASE, ROUND_LEASE_S
 
 log = logging.getLogger("bot.admin")
 
@@ -42,8 +43,10 @@ async def retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if fn is None:
         await reply(update, context, t(st.lang, "retrain_off"))
         return
-    if context.bot_data.get("retrain_running"):
-        await reply(update, context, t(st.lang, "retrain_running"))
+    me = context.bot_data["worker"]
+    if context.bot_data.get("retrain_running") or not await db(context, "acquire_lease", ROUND_LEASE, me,
+                                                                ROUND_LEASE_S):
+        await reply(update, context, t(st.lang, "retrain_running"))  # here, or on another worker
         return
     context.bot_data["retrain_running"] = True
     chat_id = update.effective_chat.id
@@ -60,6 +63,7 @@ async def retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             await send(context, chat_id, t(st.lang, "retrain_failed", error=escape(str(e)[:300])))
         finally:
             context.bot_data["retrain_running"] = False
+            await db(context, "release_lease", ROUND_LEASE, me)
 
     context.application.create_task(run(), update=update, name="retrain")
     await reply(update, context, t(st.lang, "retrain_started"))
