@@ -253,6 +253,15 @@ def test_a_redelivered_update_is_not_answered_or_stored_twice(w):
     assert w.store.stats()["poems"] == poems
 
 
+def test_inline_answers_are_cached_for_every_worker(w):
+    first = w.fake.ask_inline(713, "秋思")
+    n = w.store.count_history(w.user_id(713))
+    again = w.fake.ask_inline(713, "秋思")
+    assert again.worker != first.worker
+    assert [r["id"] for r in again.params["results"]] == [r["id"] for r in first.params["results"]]
+    assert w.store.count_history(w.user_id(713)) == n  # written once
+
+
 def test_a_promoted_adapter_reaches_every_worker(w):
     before = list(w.reloads)
     w.store.add_adapter("fb-workers-1", "/nonexistent", None, {}, status="active")  # as a round on the leader

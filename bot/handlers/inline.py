@@ -5,7 +5,7 @@ Telegram sends a query per keystroke: a query waits a moment and is dropped when
 the same user arrived meanwhile. Poems go through the shared batcher under the bot's usual limits
 (rate limit, generation cap, text length), are stored like any other (the ⭐ link under each opens
 the private chat on it, to rate it there), and the answers are cached per user and query for a
-short time (and by Telegram for `cache_time`, personal to the user). Card results need
+short time in the database, so on every worker (and by Telegram for `cache_time`, personal to the user). Card results need
 SHIREN_BOT_CARD_CHAT: inline results can only show photos Telegram already has, so the cards are
 uploaded there first.
 """
@@ -17,7 +17,6 @@ import dataclasses
 import logging
 import math
 import time
-from collections import OrderedDict
 
 from telegram import (
     InlineQueryResultArticle,
@@ -48,7 +47,7 @@ DEBOUNCE_S = 0.6  # wait this long for the user to stop typing
 DEADLINE_S = 8.0  # Telegram drops answers after about 10 s
 CACHE_TTL_S = 120.0  # our own cache of answered queries
 CACHE_TIME_S = 30  # Telegram's cache of our answer (cache_time), personal to the user
-CACHE_SIZE = 512
+CACHE_PER_USER = 8  # cached answers per user
 INLINE_SEQ_TTL_S = 600.0
 ACROSTIC_WORDS = ("藏头", "藏頭", "acrostic")
 JINTI = ("五绝", "七绝", "五律", "七律")
@@ -89,23 +88,28 @@ def parse_inline_query(text: str, default_form: str = "七绝") -> PoemRequest:
     return PoemRequest(form=form, title=rest, cipai=cipai or "")
 
 
-def _cache(context: ContextTypes.DEFAULT_TYPE) -> OrderedDict:
-    return context.bot_data.setdefault("inline_cache", OrderedDict())
-
-
-def _cached(context, key) -> list | None:
-    entry = _cache(context).get(key)
-    if entry is None or entry[0] < time.monotonic():
+async def _cached(context, uid: int, key: str, lang: str, script: str) -> list | None:
+    """The results of the same query answered within CACHE_TTL_S, on any worker (bot_state
+    "inline_cache": poem ids and card file ids, rebuilt from the stored poems)."""
+    entry = ((await db(context, "get_state", uid, "inline_cache")) or {}).get(key)
+    if entry is None or entry["exp"] < time.time():
         return None
-    return entry[1]
+    recs = [await db(context, "get_poem", pid) for pid in entry["ids"]]
+    if any(r is None or r.user_id != uid for r in recs):
+        return None  # deleted meanwhile
+    files = {int(k): v for k, v in entry["files"].items()}
+    return _results(recs, entry["ids"], files, context.bot.username, lang, script)
 
 
-def _remember(context, key, results: list) -> None:
-    cache = _cache(context)
-    cache[key] = (time.monotonic() + CACHE_TTL_S, results)
-    cache.move_to_end(key)
-    while len(cache) > CACHE_SIZE:
-        cache.popitem(last=False)
+async def _remember(context, uid: int, key: str, ids: list[int], file_ids: dict[int, str]) -> None:
+    """Keep this answer for CACHE_TTL_S (the user's newest CACHE_PER_USER queries)."""
+    now = time.time()
+    cache = {k: v for k, v in ((await db(context, "get_state", uid, "inline_cache")) or {}).items()
+             if v["exp"] >= now}
+    cache[key] = {"exp": now + CACHE_TTL_S, "ids": list(ids), "files": {str(k): v for k, v in file_ids.items()}}
+    while len(cache) > CACHE_PER_USER:
+        cache.pop(min(cache, key=lambda k: cache[k]["exp"]))
+    await db(context, "put_state", uid, "inline_cache", cache, CACHE_TTL_S)
 
 
 async def _answer(update: Update, results: list, button_text: str | None = None, cache_time: int = CACHE_TIME_S) -> None:
@@ -186,8 +190,8 @@ async def inline_query(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         return
     uid, st = await current_user(update, context)
     await db(context, "raise_state", uid, "inline_seq", seq, INLINE_SEQ_TTL_S)
-    key = (query.from_user.id, text, st.script, st.lang, st.default_form)
-    cached = _cached(context, key)
+    key = "\x1f".join((text, st.script, st.lang, st.default_form))
+    cached = await _cached(context, uid, key, st.lang, st.script)
     if cached is not None:
         await _answer(update, cached)
         return
@@ -223,5 +227,5 @@ async def inline_query(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         return
     file_ids = await _upload_cards(context, poems, ids, st.script, deadline)
     results = _results(poems, ids, file_ids, context.bot.username, st.lang, st.script)
-    _remember(context, key, results)
+    await _remember(context, uid, key, ids, file_ids)
     await _answer(update, results)
