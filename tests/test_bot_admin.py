@@ -35,6 +35,7 @@ def test_stats(rb):
     r = rb.fake.ask(ADMIN, "/stats")
     for key in ("users", "poems", "ratings", "active_adapter", "model_version", "tiny-0"):
         assert key in r.text
+    assert '"workers_live": 1' in r.text and '"feedback_leader": true' in r.text  # one worker: it leads
 
 
 def test_retrain_runs_in_the_background_and_reports(rb):

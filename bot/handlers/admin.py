@@ -13,7 +13,7 @@ from telegram.ext import ContextTypes
 
 from bot.handlers.common import current_user, db, reply, send
 from bot.texts import t
-from bot.workers import reload_poet
+from bot.workers import WORKER_PREFIX, reload_poet
 from db.store import NotFoundError
 from training.feedback import ROUND_LEASE, ROUND_LEASE_S
 
@@ -31,8 +31,12 @@ async def stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     cap = context.bot_data["cap"]
     s["active_adapter_metrics"] = active.metrics if active is not None else None
     s["model_version"] = getattr(context.bot_data["poet"], "version", "?")
-    s["generations_in_flight"] = cap.in_flight
+    s["generations_in_flight"] = cap.in_flight  # this worker's
     s["generations_peak"] = cap.peak
+    s["worker"] = context.bot_data.get("worker")
+    s["feedback_leader"] = bool(context.bot_data.get("leader"))
+    s["workers_live"] = len(await db(context, "leases", WORKER_PREFIX))
+    s["generations_in_flight_all_workers"] = len(await db(context, "leases", cap.SLOT_PREFIX))
     await reply(update, context, "<b>Shiren stats</b>\n" + _pre(s))
 
 
