@@ -32,6 +32,7 @@ from urllib.parse import parse_qs
 
 TOKEN = "123456789:AAHfakeTokenForTestsOnly_abcdefghijk"
 BOT_ID = 123456789
+WEBHOOK_SECRET = "fake-webhook-secret"
 BOT_USERNAME = "shiren_test_bot"
 
 _JSON_PARAMS = {"reply_markup", "allowed_updates", "commands", "entities", "reply_parameters",
@@ -127,6 +128,9 @@ class FakeTelegram:
         self.dead: set[int] = set()
         self._next_worker = 0
         self.pushed: dict[int, dict] = {}
+        self.webhooks: list[str] = []
+        self.webhook_secret = ""
+        self.webhook_deliveries: list[tuple[int, int]] = []  # (update id, worker) accepted
         self.max_poll = max_poll
         self.cond = threading.Condition()
         self.calls: list[Call] = []
@@ -211,6 +215,35 @@ class FakeTelegram:
             for u in left:
                 self.queues[self._pick_worker()].append(u)
             self.cond.notify_all()
+
+    def use_webhooks(self, urls: list[str], secret: str) -> None:
+        """Deliver updates by POSTing them to the workers' webhooks (round robin), as Telegram does to
+        a load balancer that spreads them; a worker that refuses the connection is marked dead and the
+        update goes to the next one."""
+        with self.cond:
+            self.webhooks, self.webhook_secret = list(urls), secret
+            self.workers = len(urls)
+            self.queues = [[] for _ in urls]
+
+    def _post_update(self, update: dict, worker: int) -> None:
+        import urllib.error
+        import urllib.request
+
+        for _ in range(self.workers):
+            req = urllib.request.Request(self.webhooks[worker], data=json.dumps(update).encode(), method="POST",
+                                         headers={"Content-Type": "application/json",
+                                                  "X-Telegram-Bot-Api-Secret-Token": self.webhook_secret})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    if r.status == 200:
+                        with self.cond:
+                            self.webhook_deliveries.append((update["update_id"], worker))
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            with self.cond:
+                self.dead.add(worker)
+                worker = self._pick_worker()
 
     def route_next(self, worker: int) -> None:
         """The next update goes to `worker` (then round robin again)."""
@@ -526,7 +559,11 @@ class FakeTelegram:
         with self.cond:
             uid = self.next_update_id
             self.next_update_id += 1
-            if self.workers:
+            if self.webhooks:
+                self.pushed[uid] = {"update_id": uid, kind: obj}
+                threading.Thread(target=self._post_update, args=(self.pushed[uid], self._pick_worker()),
+                                 daemon=True).start()
+            elif self.workers:
                 self.pushed[uid] = {"update_id": uid, kind: obj}
                 self.queues[self._pick_worker()].append(self.pushed[uid])
             else:
@@ -655,9 +692,11 @@ class FakeTelegram:
 class BotHarness:
     """Runs the real Application (polling the fake server) on its own event loop in a thread."""
 
-    def __init__(self, fake: FakeTelegram, config, *, killable: bool = False, **build_kw) -> None:
+    def __init__(self, fake: FakeTelegram, config, *, killable: bool = False, webhook_port: int | None = None,
+                 **build_kw) -> None:
         self.fake = fake
         self.killable = killable
+        self.webhook_port = webhook_port  # receive updates on 127.0.0.1:<port>/hook instead of polling
         self._killed = False
         self.config = config
         self.build_kw = build_kw
@@ -713,7 +752,12 @@ class BotHarness:
         if app.post_init:
             await app.post_init(app)
         await app.start()
-        await app.updater.start_polling(poll_interval=0.0, timeout=1, allowed_updates=["message", "callback_query", "inline_query"])
+        if self.webhook_port is not None:
+            await app.updater.start_webhook(listen="127.0.0.1", port=self.webhook_port, url_path="hook",
+                                            secret_token=WEBHOOK_SECRET)
+        else:
+            await app.updater.start_polling(poll_interval=0.0, timeout=1,
+                                            allowed_updates=["message", "callback_query", "inline_query"])
         self._ready.set()
         try:
             await self._stop.wait()

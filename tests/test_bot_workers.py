@@ -312,3 +312,61 @@ def test_a_worker_killed_mid_request_the_user_gets_a_retry_message_and_the_leade
     p = fake.ask(712, "林")
     assert p.worker == 1 and any(b.startswith("r:") for b in p.buttons)
     assert store.stats()["poems"] == poems + 1
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def hooks(request, tmp_path):
+    """Two workers receiving real webhook POSTs (PTB's tornado server), spread by the fake in turn."""
+    from fake_telegram import WEBHOOK_SECRET
+
+    if request.param == "sqlite":
+        url, cleanup = f"sqlite:///{tmp_path}/t.db", None
+    else:
+        admin = pg_admin_url()
+        if admin is None:
+            pytest.skip(_SKIP_REASON)
+        url, name = _fresh_pg_database(admin)
+        cleanup = (admin, name)
+    fake = FakeTelegram().start()
+    stores = [Store(url), Store(url)]
+    ports = [_free_port(), _free_port()]
+    fake.use_webhooks([f"http://127.0.0.1:{p}/hook" for p in ports], WEBHOOK_SECRET)
+    harnesses = [BotHarness(fake, BotConfig(token=fake.token, api_url=fake.api_url, heartbeat_s=HEARTBEAT_S),
+                            webhook_port=ports[i], poet=shared_tiny_poet(), store=stores[i]).start()
+                 for i in range(2)]
+    try:
+        yield fake, stores[0]
+    finally:
+        for h in harnesses:
+            h.stop()
+        fake.stop()
+        for st in stores:
+            st.close()
+        if cleanup is not None:
+            _drop_pg_database(*cleanup)
+
+
+def test_two_workers_behind_one_webhook(hooks):
+    fake, store = hooks
+    r = fake.ask(801, "/poem 秋思")
+    mark = fake.mark()
+    fake.click(801, r, next(b for b in r.buttons if b.endswith(":七绝")))
+    p = fake.wait("sendMessage", chat_id=801, since=mark)[0]
+    pid = poem_id(p)
+    fake.click(801, p, f"r:{pid}:4")
+    until(lambda: store.get_poem(pid).rating == 4, what="the rating")
+    f = fake.ask(801, "/forget")
+    mark = fake.mark()
+    fake.click(801, f, next(b for b in f.buttons if b.startswith("fg:y:")))
+    fake.wait("editMessageText", chat_id=801, since=mark)
+    assert store.find_settings("telegram", "801") is None
+    workers = [w for _, w in fake.webhook_deliveries]
+    assert workers == [0, 1, 0, 1, 0]  # 5 updates, each on the other worker
