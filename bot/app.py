@@ -41,6 +41,7 @@ from bot.handlers import (
     start,
 )
 from bot.limits import ConcurrencyCap, RateLimiter
+from bot.workers import new_worker_id, run_ticks, stop_ticks, tick
 
 log = logging.getLogger("bot")
 
@@ -132,8 +133,9 @@ def build_application(
         poet=poet,
         store=store,
         owned=[],
+        worker=new_worker_id(),
         limiter=RateLimiter(config.rate_burst, config.rate_per_minute),
-        cap=ConcurrencyCap(config.max_concurrent),
+        cap=ConcurrencyCap(config.max_concurrent, ttl_s=config.generation_timeout + 60.0),
         retrain=retrain,
         reload=reload,
         retrain_running=False,
@@ -207,6 +209,12 @@ async def _post_init(app: Application) -> None:
         d["owned"].append(d["poet"])
     active = await asyncio.to_thread(d["store"].active_adapter)
     d["adapter_version"] = active.name if active is not None else None
+    # Shared state across workers: the rate buckets and the generation cap live in the database.
+    d["limiter"].store = d["store"]
+    d["cap"].store, d["cap"].worker = d["store"], d["worker"]
+    d["adapter_poll_at"] = 0.0
+    await tick(app)  # heartbeat (and perhaps leadership) before the first update
+    d["ticker"] = asyncio.create_task(run_ticks(app), name="worker-ticks")
     every = float(os.environ.get("SHIREN_FEEDBACK_EVERY_HOURS") or 0)
     if every > 0 and app.job_queue is not None:
         from training.feedback import schedule_feedback
@@ -223,6 +231,7 @@ async def _post_init(app: Application) -> None:
 
 
 async def _post_shutdown(app: Application) -> None:
+    await stop_ticks(app)
     for obj in reversed(app.bot_data.get("owned", [])):
         try:
             obj.close()

@@ -134,6 +134,11 @@ class BotConfig:
     # Where inline mode uploads poem cards to get Telegram file ids (inline results can only show
     # photos Telegram already has): a chat id or @channel the bot may post in; None = text results only.
     card_chat: int | str | None = None
+    # Several workers on one database (docs/scale.md): every `heartbeat_s` each worker renews its
+    # heartbeat lease and tries for the feedback leader's lease (both live 3 × heartbeat_s); the
+    # active adapter's name is polled every `adapter_poll_s`, a change reloads the poet.
+    heartbeat_s: float = 5.0
+    adapter_poll_s: float = 30.0
 
     def __post_init__(self) -> None:
         check_token(self.token)
@@ -160,6 +165,8 @@ class BotConfig:
             database_url=env.get("SHIREN_DATABASE_URL") or None,
             model_dir=Path(model_dir) if model_dir else None,
             card_chat=parse_chat(env.get("SHIREN_BOT_CARD_CHAT")),
+            heartbeat_s=_float(env, "SHIREN_BOT_HEARTBEAT_S", 5.0),
+            adapter_poll_s=_float(env, "SHIREN_BOT_ADAPTER_POLL_S", 30.0),
         )
         return replace(cfg, **overrides) if overrides else cfg
 

@@ -1,60 +1,34 @@
-"""Per-user rate limiting and a global cap on generations in flight (no queue pile-up)."""
+"""Per-user rate limiting and a global cap on generations in flight (no queue pile-up), both kept in the
+database so that they hold across every bot worker on it.
+
+- `RateLimiter`: a token bucket per user in `bot_state` (kind "rate"), row-locked: with N workers a
+  user still gets `burst` requests at once and `per_minute` after, not N times that.
+- `ConcurrencyCap`: at most `limit` generations in flight across all workers, as short-lived leases
+  ("gen:…") in `bot_leases`; a dead worker's slots expire. It also counts this worker's own (for /stats).
+"""
 
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
-from dataclasses import dataclass
-
-
-@dataclass
-class _Bucket:
-    tokens: float
-    stamp: float
+import asyncio
+import contextlib
+from typing import Any
 
 
 class RateLimiter:
-    """A token bucket per user: `burst` requests at once, refilled at `per_minute`.
+    """A token bucket per user: `burst` requests at once, refilled at `per_minute` (in the Store)."""
 
-    Runs on the event loop only (no locks needed). `acquire` returns 0.0 when allowed, otherwise the
-    seconds to wait before the next request would be.
-    """
-
-    def __init__(self, burst: int = 5, per_minute: float = 12.0, clock=time.monotonic, max_users: int = 100_000):
+    def __init__(self, burst: int = 5, per_minute: float = 12.0, store: Any = None):
         self.burst = max(1, int(burst))
-        self.rate = float(per_minute) / 60.0
-        self.clock = clock
-        self.max_users = max_users
-        self._buckets: dict[int, _Bucket] = {}
+        self.per_minute = float(per_minute)
+        self.store = store  # set in post_init when the Store is opened there
 
-    def acquire(self, user_id: int) -> float:
-        now = self.clock()
-        b = self._buckets.get(user_id)
-        if b is None:
-            if len(self._buckets) >= self.max_users:
-                self._evict(now)
-            b = self._buckets[user_id] = _Bucket(float(self.burst), now)
-        else:
-            b.tokens = min(float(self.burst), b.tokens + (now - b.stamp) * self.rate)
-            b.stamp = now
-        if b.tokens >= 1.0:
-            b.tokens -= 1.0
-            return 0.0
-        return (1.0 - b.tokens) / self.rate if self.rate > 0 else float("inf")
+    async def acquire(self, user_id: int) -> float:
+        """0.0 when the user (a Store id) may go ahead; otherwise the seconds until they may."""
+        return await asyncio.to_thread(self.store.take_token, user_id, self.burst, self.per_minute)
 
-    def refund(self, user_id: int) -> None:
+    async def refund(self, user_id: int) -> None:
         """Give back a token (the request was refused for another reason, e.g. busy)."""
-        b = self._buckets.get(user_id)
-        if b is not None:
-            b.tokens = min(float(self.burst), b.tokens + 1.0)
-
-    def forget(self, user_id: int) -> None:
-        self._buckets.pop(user_id, None)
-
-    def _evict(self, now: float) -> None:
-        full = [u for u, b in self._buckets.items() if b.tokens + (now - b.stamp) * self.rate >= self.burst]
-        for u in full or list(self._buckets)[: len(self._buckets) // 2]:
-            del self._buckets[u]
+        await asyncio.to_thread(self.store.refund_token, user_id, self.burst)
 
 
 class CapacityError(Exception):
@@ -62,20 +36,35 @@ class CapacityError(Exception):
 
 
 class ConcurrencyCap:
-    """At most `limit` generations in flight across all users; `slot()` fails fast beyond it."""
+    """At most `limit` generations in flight across all workers; `slot()` fails fast beyond it.
 
-    def __init__(self, limit: int = 32):
+    Without a Store (`store` None) the cap is this process's alone."""
+
+    SLOT_PREFIX = "gen:"
+
+    def __init__(self, limit: int = 32, *, store: Any = None, worker: str = "", ttl_s: float = 180.0):
         self.limit = max(1, int(limit))
-        self.in_flight = 0
+        self.store = store
+        self.worker = worker
+        self.ttl_s = ttl_s  # a slot outlives a generation's timeout; a dead worker's slot expires then
+        self.in_flight = 0  # this worker's
         self.peak = 0
 
-    @contextmanager
-    def slot(self):
+    @contextlib.asynccontextmanager
+    async def slot(self):
         if self.in_flight >= self.limit:
             raise CapacityError
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
+        name = None
         try:
+            if self.store is not None:
+                name = await asyncio.to_thread(self.store.acquire_slot, self.SLOT_PREFIX, self.worker,
+                                               self.limit, self.ttl_s)
+                if name is None:
+                    raise CapacityError
             yield
         finally:
             self.in_flight -= 1
+            if name is not None:
+                await asyncio.shield(asyncio.to_thread(self.store.release_lease, name))

@@ -55,6 +55,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "zh": "🙏 诗人正忙，请稍候片刻再试。",
         "en": "🙏 The poet is busy right now; please try again in a moment.",
     },
+    "interrupted": {
+        "zh": "⚠️ 刚才那位诗人中途停下了，你的请求没有完成（也没有保存）。请再发一次。",
+        "en": "⚠️ The worker writing your poem stopped midway; your request was not finished (nothing was "
+              "stored). Please send it again.",
+    },
     "rate_limited": {
         "zh": "🍵 请慢一点：{seconds} 秒后再请诗人作诗。",
         "en": "🍵 Not so fast: please wait {seconds} s before the next poem.",

@@ -212,3 +212,28 @@ class TrainingRun(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # The name of the adapter the run produced, if any.
     adapter: Mapped[str | None] = mapped_column(String(128))
+
+
+class BotState(Base):
+    """Small per-user state of the bot that must outlive one worker (migration 0004): a /poem picker's
+    topics, the /forget confirmation, the /history search, the rate-limit bucket. Expired rows are
+    treated as absent."""
+
+    __tablename__ = "bot_state"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column()
+    expires: Mapped[datetime | None] = mapped_column()
+
+
+class BotLease(Base):
+    """A named lease (migration 0004): the feedback leader, a worker's heartbeat, a generation in
+    flight, a request being answered. Held by `holder` until `expires` unless renewed."""
+
+    __tablename__ = "bot_leases"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires: Mapped[datetime] = mapped_column(index=True)
+    value: Mapped[dict[str, Any]] = mapped_column(default=dict)

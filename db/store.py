@@ -12,10 +12,11 @@ Every method is one transaction. Errors meant for the user are `ShirenError`s:
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, fields, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, Select, and_, delete, func, or_, select, update
@@ -33,6 +34,8 @@ from db.models import (
     SCRIPTS,
     USER_SOURCES,
     Adapter,
+    BotLease,
+    BotState,
     Rating,
     Request,
     TrainingRun,
@@ -45,6 +48,7 @@ __all__ = [
     "AdapterRecord",
     "ForbiddenError",
     "InvalidValueError",
+    "LeaseRecord",
     "NotFoundError",
     "PoemRecord",
     "RatedPoem",
@@ -145,6 +149,14 @@ class RunRecord:
 
 _SETTINGS_FIELDS = tuple(f.name for f in fields(UserSettings))
 MAX_HISTORY_PAGE = 500
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    name: str
+    holder: str
+    expires: datetime
+    value: dict[str, Any]
 
 
 def open_store(url: str | None = None, *, upgrade: bool = True) -> Store:
@@ -323,6 +335,11 @@ class Store:
             if display_name and user.display_name != display_name:
                 user.display_name = display_name
             return user.id
+
+    def ensure_user_settings(self, source: str, external_id: str, display_name: str = "") -> tuple[int, UserSettings]:
+        """`ensure_user` and that user's settings, in one call."""
+        uid = self.ensure_user(source, external_id, display_name)
+        return uid, self.get_settings(uid)
 
     def get_settings(self, user_id: int) -> UserSettings:
         with self._read() as s:
@@ -814,3 +831,157 @@ class Store:
         with self._read() as s:
             q = select(TrainingRun).order_by(TrainingRun.id.desc()).limit(max(0, limit))
             return [_run_record(r) for r in s.scalars(q)]
+
+    # -- the bot's shared state (several workers, one database) ----------------------------------
+
+    def find_settings(self, source: str, external_id: str) -> UserSettings | None:
+        """The settings of an existing user, or None (nobody is created)."""
+        with self._read() as s:
+            u = s.scalars(select(User).where(User.source == source, User.external_id == str(external_id))).first()
+            return _settings(u) if u is not None else None
+
+    def get_state(self, user_id: int, kind: str) -> dict[str, Any] | None:
+        """The user's bot state of this kind, or None when absent or expired."""
+        with self._read() as s:
+            row = s.get(BotState, (user_id, kind))
+            if row is None or (row.expires is not None and row.expires <= utcnow()):
+                return None
+            return dict(row.value)
+
+    def put_state(self, user_id: int, kind: str, value: dict[str, Any], ttl_s: float | None = None) -> None:
+        """Set the user's bot state of this kind (replacing it), expiring after ttl_s (None: never)."""
+        expires = utcnow() + timedelta(seconds=ttl_s) if ttl_s is not None else None
+        with self._write() as s:
+            self._require_user(s, user_id)
+            ins = self._insert(BotState).values(user_id=user_id, kind=kind, value=dict(value), expires=expires)
+            s.execute(ins.on_conflict_do_update(index_elements=["user_id", "kind"],
+                                                set_={"value": ins.excluded.value, "expires": ins.excluded.expires}))
+
+    def pop_state(self, user_id: int, kind: str) -> dict[str, Any] | None:
+        """Delete the user's bot state of this kind and return it (None when absent or expired).
+        Of two workers popping the same state at once, exactly one gets it."""
+        with self._write() as s:
+            row = s.scalars(select(BotState).where(BotState.user_id == user_id, BotState.kind == kind)
+                            .with_for_update()).first()
+            if row is None:
+                return None
+            value, expired = dict(row.value), row.expires is not None and row.expires <= utcnow()
+            gone = s.execute(delete(BotState).where(BotState.user_id == user_id, BotState.kind == kind)).rowcount
+            return None if expired or not gone else value
+
+    def claim_state(self, user_id: int, kind: str, ttl_s: float, value: dict[str, Any] | None = None) -> bool:
+        """Create the user's bot state of this kind unless a live one exists: True when this call made it
+        (a per-user mutex across workers, e.g. one card at a time). Release with `pop_state`."""
+        now = utcnow()
+        with self._write() as s:
+            self._require_user(s, user_id)
+            token = uuid.uuid4().hex
+            ins = self._insert(BotState).values(user_id=user_id, kind=kind, value={**(value or {}), "claim": token},
+                                                expires=now + timedelta(seconds=ttl_s))
+            s.execute(ins.on_conflict_do_update(
+                index_elements=["user_id", "kind"],
+                set_={"value": ins.excluded.value, "expires": ins.excluded.expires},
+                where=BotState.expires <= now))
+            row = s.scalars(select(BotState).where(BotState.user_id == user_id, BotState.kind == kind)).one()
+            s.refresh(row)
+            return row.value.get("claim") == token
+
+    def raise_state(self, user_id: int, kind: str, n: int, ttl_s: float | None = None) -> int:
+        """Keep the largest `n` seen for this kind (e.g. the newest inline query's update id); returns it."""
+        with self._write() as s:
+            self._require_user(s, user_id)
+            expires = utcnow() + timedelta(seconds=ttl_s) if ttl_s is not None else None
+            s.execute(self._insert(BotState).values(user_id=user_id, kind=kind, value={"n": n}, expires=expires)
+                      .on_conflict_do_nothing(index_elements=["user_id", "kind"]))
+            row = s.scalars(select(BotState).where(BotState.user_id == user_id, BotState.kind == kind)
+                            .with_for_update()).one()
+            best = max(int(row.value.get("n", 0)), n)
+            row.value, row.expires = {"n": best}, expires
+            return best
+
+    def take_token(self, user_id: int, burst: int, per_minute: float) -> float:
+        """One request from the user's token bucket (`burst` at once, refilled at `per_minute`): 0.0
+        when allowed, else the seconds until one would be. Row-locked, so right with many workers."""
+        burst, rate, now = max(1, int(burst)), float(per_minute) / 60.0, utcnow()
+        with self._write() as s:
+            self._require_user(s, user_id)
+            s.execute(self._insert(BotState).values(user_id=user_id, kind="rate",
+                                                    value={"tokens": float(burst), "t": now.timestamp()})
+                      .on_conflict_do_nothing(index_elements=["user_id", "kind"]))
+            row = s.scalars(select(BotState).where(BotState.user_id == user_id, BotState.kind == "rate")
+                            .with_for_update()).one()
+            tokens = min(float(burst), float(row.value["tokens"]) + max(0.0, now.timestamp() - row.value["t"]) * rate)
+            wait = 0.0
+            if tokens >= 1.0:
+                tokens -= 1.0
+            else:
+                wait = (1.0 - tokens) / rate if rate > 0 else float("inf")
+            row.value = {"tokens": tokens, "t": now.timestamp()}
+            return wait
+
+    def refund_token(self, user_id: int, burst: int) -> None:
+        """Give a token back (the request was refused for another reason, e.g. busy)."""
+        with self._write() as s:
+            row = s.scalars(select(BotState).where(BotState.user_id == user_id, BotState.kind == "rate")
+                            .with_for_update()).first()
+            if row is not None:
+                row.value = {"tokens": min(float(max(1, burst)), float(row.value["tokens"]) + 1.0), "t": row.value["t"]}
+
+    def acquire_lease(self, name: str, holder: str, ttl_s: float, value: dict[str, Any] | None = None) -> bool:
+        """Take the lease `name` for `holder` (or renew it when `holder` has it) unless another holder's
+        is still live. True when `holder` holds it for the next ttl_s seconds."""
+        now = utcnow()
+        with self._write() as s:
+            ins = self._insert(BotLease).values(name=name, holder=holder, expires=now + timedelta(seconds=ttl_s),
+                                                value=dict(value or {}))
+            s.execute(ins.on_conflict_do_update(
+                index_elements=["name"],
+                set_={"holder": ins.excluded.holder, "expires": ins.excluded.expires, "value": ins.excluded.value},
+                where=or_(BotLease.expires <= now, BotLease.holder == holder)))
+            row = s.scalars(select(BotLease).where(BotLease.name == name)).one()
+            return row.holder == holder and row.expires > now
+
+    def release_lease(self, name: str, holder: str | None = None) -> bool:
+        """Drop the lease (only if `holder` holds it, when given). True when a row went."""
+        with self._write() as s:
+            q = delete(BotLease).where(BotLease.name == name)
+            if holder is not None:
+                q = q.where(BotLease.holder == holder)
+            return s.execute(q).rowcount > 0
+
+    def purge_leases(self, prefix: str) -> int:
+        """Delete the expired leases named `prefix…`; how many went."""
+        with self._write() as s:
+            return s.execute(delete(BotLease).where(BotLease.name.startswith(prefix, autoescape=True),
+                                                    BotLease.expires <= utcnow())).rowcount
+
+    def set_lease_value(self, name: str, value: dict[str, Any]) -> None:
+        with self._write() as s:
+            s.execute(update(BotLease).where(BotLease.name == name).values(value=dict(value)))
+
+    def leases(self, prefix: str, *, live: bool = True) -> list[LeaseRecord]:
+        """The leases whose names start with `prefix` (only unexpired ones when live), by name."""
+        with self._read() as s:
+            q = select(BotLease).where(BotLease.name.startswith(prefix, autoescape=True)).order_by(BotLease.name)
+            if live:
+                q = q.where(BotLease.expires > utcnow())
+            return [LeaseRecord(r.name, r.holder, r.expires, dict(r.value)) for r in s.scalars(q)]
+
+    def acquire_slot(self, prefix: str, holder: str, limit: int, ttl_s: float) -> str | None:
+        """One of at most `limit` live leases named `prefix…` (the global cap on generations in flight,
+        counted across all workers): its name, or None when `limit` are live. The new row is committed
+        before counting, so two workers racing for the last slot never both get it (at worst neither
+        does). A dead worker's slots expire after ttl_s."""
+        name = f"{prefix}{uuid.uuid4().hex}"
+        now = utcnow()
+        with self._write() as s:
+            s.execute(delete(BotLease).where(BotLease.name.startswith(prefix, autoescape=True),
+                                             BotLease.expires <= now))
+            s.add(BotLease(name=name, holder=holder, expires=now + timedelta(seconds=ttl_s), value={}))
+        with self._read() as s:
+            n = s.scalar(select(func.count()).select_from(BotLease)
+                         .where(BotLease.name.startswith(prefix, autoescape=True), BotLease.expires > utcnow()))
+        if n > max(1, int(limit)):
+            self.release_lease(name)
+            return None
+        return name

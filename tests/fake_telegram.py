@@ -32,6 +32,7 @@ from urllib.parse import parse_qs
 
 TOKEN = "123456789:AAHfakeTokenForTestsOnly_abcdefghijk"
 BOT_ID = 123456789
+WEBHOOK_SECRET = "fake-webhook-secret"
 BOT_USERNAME = "shiren_test_bot"
 
 _JSON_PARAMS = {"reply_markup", "allowed_updates", "commands", "entities", "reply_parameters",
@@ -84,6 +85,7 @@ class Call:
     params: dict[str, Any]
     t: float = field(default_factory=time.monotonic)
     result: Any = None
+    worker: int | None = None  # which bot worker made the call (FakeTelegram(workers=N))
 
     @property
     def chat_id(self) -> int | None:
@@ -115,8 +117,20 @@ class Call:
 class FakeTelegram:
     """The fake Bot API server. Thread-safe; all state is guarded by one condition variable."""
 
-    def __init__(self, token: str = TOKEN, *, max_poll: float = 0.5) -> None:
+    def __init__(self, token: str = TOKEN, *, max_poll: float = 0.5, workers: int = 0) -> None:
+        """`workers` > 0: a load balancer in front of that many bot workers. Worker i polls at
+        `api_url_for(i)`; each new update goes to the next live worker in turn (round robin), and
+        `down(i)` hands a dead worker's unconfirmed updates to the others (Telegram redelivers what
+        was not acknowledged)."""
         self.token = token
+        self.workers = workers
+        self.queues: list[list[dict]] = [[] for _ in range(workers)]
+        self.dead: set[int] = set()
+        self._next_worker = 0
+        self.pushed: dict[int, dict] = {}
+        self.webhooks: list[str] = []
+        self.webhook_secret = ""
+        self.webhook_deliveries: list[tuple[int, int]] = []  # (update id, worker) accepted
         self.max_poll = max_poll
         self.cond = threading.Condition()
         self.calls: list[Call] = []
@@ -188,14 +202,77 @@ class FakeTelegram:
         """The base_url for PTB: http://127.0.0.1:<port>/bot{token}."""
         return f"http://127.0.0.1:{self.port}/bot{{token}}"
 
+    def api_url_for(self, worker: int) -> str:
+        """The base_url for bot worker `worker` behind the fake load balancer."""
+        return f"http://127.0.0.1:{self.port}/w{worker}/bot{{token}}"
+
+    def down(self, worker: int) -> None:
+        """The balancer's health check found `worker` dead: no more updates go to it, and what it had
+        not confirmed goes to the next live workers."""
+        with self.cond:
+            self.dead.add(worker)
+            left, self.queues[worker] = self.queues[worker], []
+            for u in left:
+                self.queues[self._pick_worker()].append(u)
+            self.cond.notify_all()
+
+    def use_webhooks(self, urls: list[str], secret: str) -> None:
+        """Deliver updates by POSTing them to the workers' webhooks (round robin), as Telegram does to
+        a load balancer that spreads them; a worker that refuses the connection is marked dead and the
+        update goes to the next one."""
+        with self.cond:
+            self.webhooks, self.webhook_secret = list(urls), secret
+            self.workers = len(urls)
+            self.queues = [[] for _ in urls]
+
+    def _post_update(self, update: dict, worker: int) -> None:
+        import urllib.error
+        import urllib.request
+
+        for _ in range(self.workers):
+            req = urllib.request.Request(self.webhooks[worker], data=json.dumps(update).encode(), method="POST",
+                                         headers={"Content-Type": "application/json",
+                                                  "X-Telegram-Bot-Api-Secret-Token": self.webhook_secret})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    if r.status == 200:
+                        with self.cond:
+                            self.webhook_deliveries.append((update["update_id"], worker))
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            with self.cond:
+                self.dead.add(worker)
+                worker = self._pick_worker()
+
+    def route_next(self, worker: int) -> None:
+        """The next update goes to `worker` (then round robin again)."""
+        with self.cond:
+            self._next_worker = worker
+
+    def redeliver(self, update_id: int, worker: int) -> None:
+        """Deliver update `update_id` again, to `worker` (Telegram retrying a webhook it saw fail)."""
+        with self.cond:
+            self.queues[worker].append(self.pushed[update_id])
+            self.cond.notify_all()
+
+    def _pick_worker(self) -> int:
+        for _ in range(self.workers):
+            w = self._next_worker % self.workers
+            self._next_worker += 1
+            if w not in self.dead:
+                return w
+        raise RuntimeError("no live worker")
+
     def _dispatch(self, path: str, ctype: str, body: bytes) -> tuple[int, dict]:
         with self.cond:
             self.requests_seen += 1
             self.paths_seen.append(path)
-        m = re.match(r"^/bot([^/]+)/(\w+)$", path.split("?", 1)[0])
+        m = re.match(r"^(?:/w(\d+))?/bot([^/]+)/(\w+)$", path.split("?", 1)[0])
         if not m:
             return 404, {"ok": False, "error_code": 404, "description": "Not Found"}
-        token, method = m.groups()
+        worker, token, method = m.groups()
+        worker = int(worker) if worker is not None else None
         if token != self.token:
             return 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
         params = self._parse(ctype, body)
@@ -203,12 +280,12 @@ class FakeTelegram:
         if fn is None:
             return 404, {"ok": False, "error_code": 404, "description": "Not Found: method not found"}
         try:
-            result = fn(params)
+            result = fn(params, worker) if method == "getUpdates" else fn(params)
         except ValueError as e:
             return 400, {"ok": False, "error_code": 400, "description": f"Bad Request: {e}"}
         if method != "getUpdates":
             with self.cond:
-                self.calls.append(Call(method, params, result=result))
+                self.calls.append(Call(method, params, result=result, worker=worker))
                 self.cond.notify_all()
         return 200, {"ok": True, "result": result}
 
@@ -249,12 +326,18 @@ class FakeTelegram:
     def api_getMe(self, p):
         return self.bot_user
 
-    def api_getUpdates(self, p):
+    def api_getUpdates(self, p, worker: int | None = None):
         offset = int(p.get("offset") or 0)
         limit = int(p.get("limit") or 100)
         wait = min(float(p.get("timeout") or 0), self.max_poll)
         deadline = time.monotonic() + wait
         with self.cond:
+            if worker is not None and self.workers:
+                if offset:
+                    self.queues[worker] = [u for u in self.queues[worker] if u["update_id"] >= offset]
+                while not self.queues[worker] and time.monotonic() < deadline:
+                    self.cond.wait(deadline - time.monotonic())
+                return [] if worker in self.dead else list(self.queues[worker][:limit])
             if offset:
                 self.updates = [u for u in self.updates if u["update_id"] >= offset]
             while not self.updates and time.monotonic() < deadline:
@@ -476,7 +559,15 @@ class FakeTelegram:
         with self.cond:
             uid = self.next_update_id
             self.next_update_id += 1
-            self.updates.append({"update_id": uid, kind: obj})
+            if self.webhooks:
+                self.pushed[uid] = {"update_id": uid, kind: obj}
+                threading.Thread(target=self._post_update, args=(self.pushed[uid], self._pick_worker()),
+                                 daemon=True).start()
+            elif self.workers:
+                self.pushed[uid] = {"update_id": uid, kind: obj}
+                self.queues[self._pick_worker()].append(self.pushed[uid])
+            else:
+                self.updates.append({"update_id": uid, kind: obj})
             self.cond.notify_all()
             return uid
 
@@ -601,8 +692,12 @@ class FakeTelegram:
 class BotHarness:
     """Runs the real Application (polling the fake server) on its own event loop in a thread."""
 
-    def __init__(self, fake: FakeTelegram, config, **build_kw) -> None:
+    def __init__(self, fake: FakeTelegram, config, *, killable: bool = False, webhook_port: int | None = None,
+                 **build_kw) -> None:
         self.fake = fake
+        self.killable = killable
+        self.webhook_port = webhook_port  # receive updates on 127.0.0.1:<port>/hook instead of polling
+        self._killed = False
         self.config = config
         self.build_kw = build_kw
         self.app = None
@@ -622,11 +717,30 @@ class BotHarness:
         return self
 
     def _run(self) -> None:
+        if not self.killable:
+            try:
+                asyncio.run(self._main())
+            except BaseException as e:  # noqa: BLE001 — surfaced by start()
+                self._error = e
+                self._ready.set()
+            return
+        loop = asyncio.new_event_loop()
         try:
-            asyncio.run(self._main())
+            loop.run_until_complete(self._main())
         except BaseException as e:  # noqa: BLE001 — surfaced by start()
+            if self._killed:
+                return  # a dead process: its tasks, leases and connections are left as they are
             self._error = e
             self._ready.set()
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+    def kill(self) -> None:
+        """Stop the bot's event loop dead, mid-whatever: no finally blocks, no shutdown, no lease
+        released (a worker process killed with SIGKILL, as far as the database and Telegram can tell)."""
+        self._killed = True
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
 
     async def _main(self) -> None:
         from bot.app import build_application
@@ -638,7 +752,12 @@ class BotHarness:
         if app.post_init:
             await app.post_init(app)
         await app.start()
-        await app.updater.start_polling(poll_interval=0.0, timeout=1, allowed_updates=["message", "callback_query", "inline_query"])
+        if self.webhook_port is not None:
+            await app.updater.start_webhook(listen="127.0.0.1", port=self.webhook_port, url_path="hook",
+                                            secret_token=WEBHOOK_SECRET)
+        else:
+            await app.updater.start_polling(poll_interval=0.0, timeout=1,
+                                            allowed_updates=["message", "callback_query", "inline_query"])
         self._ready.set()
         try:
             await self._stop.wait()
@@ -654,7 +773,7 @@ class BotHarness:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def stop(self) -> None:
-        if self.loop is not None and self._stop is not None:
+        if self.loop is not None and self._stop is not None and not self._killed:
             self.loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
             self._thread.join(30)
@@ -676,13 +795,14 @@ def make_config(fake: FakeTelegram, **kw):
 
 
 class RunningBot:
-    """A fake server, a fresh SQLite Store and the bot, started together (use as a context manager)."""
+    """A fake server, a fresh SQLite Store (or the database at `url`) and the bot, started together
+    (use as a context manager)."""
 
-    def __init__(self, db_dir, *, retrain=None, reload=None, **config_kw) -> None:
+    def __init__(self, db_dir, *, retrain=None, reload=None, url: str | None = None, **config_kw) -> None:
         from db.store import Store
 
         self.fake = FakeTelegram().start()
-        self.store = Store(f"sqlite:///{db_dir}/t.db")
+        self.store = Store(url or f"sqlite:///{db_dir}/t.db")
         self.config = make_config(self.fake, **config_kw)
         self.harness = BotHarness(self.fake, self.config, poet=shared_tiny_poet(), store=self.store,
                                   retrain=retrain, reload=reload)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from fake_telegram import RunningBot
@@ -34,6 +35,7 @@ def test_stats(rb):
     r = rb.fake.ask(ADMIN, "/stats")
     for key in ("users", "poems", "ratings", "active_adapter", "model_version", "tiny-0"):
         assert key in r.text
+    assert '"workers_live": 1' in r.text and '"feedback_leader": true' in r.text  # one worker: it leads
 
 
 def test_retrain_runs_in_the_background_and_reports(rb):
@@ -46,6 +48,18 @@ def test_retrain_runs_in_the_background_and_reports(rb):
     _release.set()
     done = fake.wait("sendMessage", chat_id=ADMIN, since=mark, where=lambda c: "✅" in c.text)[0]
     assert "fb-002" in done.text and "promoted" in done.text
+
+
+def test_retrain_waits_for_a_round_on_another_worker(rb):
+    """A round holding the "feedback-round" lease elsewhere (another bot worker): /retrain says so."""
+    deadline = time.monotonic() + 10
+    while rb.bot_data.get("retrain_running") and time.monotonic() < deadline:
+        time.sleep(0.05)  # the previous test's round has finished
+    assert rb.store.acquire_lease("feedback-round", "another-worker", 60)
+    try:
+        assert "进行中" in rb.fake.ask(ADMIN, "/retrain").text
+    finally:
+        rb.store.release_lease("feedback-round")
 
 
 def test_retrain_not_configured(tmp_path):

@@ -123,8 +123,8 @@ def test_busy_when_the_global_cap_is_full(rb):
 
 def test_per_user_rate_limit(rb):
     limiter = rb.bot_data["limiter"]
-    for _ in range(3):  # burst of 3 used up (rate 0.5/min: no refill during the test)
-        assert limiter.acquire(311) == 0.0
+    for _ in range(3):  # burst of 3 used up (rate 0.5/min: no refill during the test), in the database
+        assert rb.store.take_token(rb.user_id(311), limiter.burst, limiter.per_minute) == 0.0
     r = rb.fake.ask(311, "水")
     assert "请慢一点" in r.text and not r.buttons
     assert "命令" in rb.fake.ask(311, "/help").text  # cheap commands are not limited

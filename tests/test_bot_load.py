@@ -17,8 +17,22 @@ CHECK = "/check 床前明月光，疑是地上霜。\n举头望明月，低头�
 
 @pytest.fixture(scope="module")
 def rb(tmp_path_factory):
-    with RunningBot(tmp_path_factory.mktemp("bot_load"), max_concurrent=64, rate_burst=5) as rb:
-        yield rb
+    """SQLite by default; SHIREN_BOT_LOAD_DB=postgres runs it on a fresh PostgreSQL database
+    (SHIREN_TEST_POSTGRES_URL), the database several workers would share (docs/scale.md)."""
+    url = cleanup = None
+    if os.environ.get("SHIREN_BOT_LOAD_DB") == "postgres":
+        from db_fixtures import _drop_pg_database, _fresh_pg_database, pg_admin_url
+
+        if pg_admin_url() is None:
+            pytest.skip("SHIREN_BOT_LOAD_DB=postgres needs SHIREN_TEST_POSTGRES_URL")
+        url, name = _fresh_pg_database(pg_admin_url())
+        cleanup = (pg_admin_url(), name)
+    try:
+        with RunningBot(tmp_path_factory.mktemp("bot_load"), max_concurrent=64, rate_burst=5, url=url) as rb:
+            yield rb
+    finally:
+        if cleanup is not None:
+            _drop_pg_database(*cleanup)
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -98,6 +112,7 @@ def test_50_users_5_requests_each_at_once(rb, capsys):
 
     every = [x for xs in latency.values() for x in xs]
     lines = [
+        f"database: {rb.store.url.split(':', 1)[0]}",
         f"load: {USERS} users × 5 requests = {len(every)} requests in {elapsed:.1f}s; all answered: "
         f"{len(got) == 5 * USERS}; poems {len(poems)}, busy {busy}; peak generations in flight "
         f"{rb.bot_data['cap'].peak}",

@@ -14,7 +14,7 @@ from db.migrate import SchemaError
 from db.models import Base
 from db.store import ForbiddenError, Store
 
-TABLES = {"users", "requests", "poems", "ratings", "adapters", "training_runs"}
+TABLES = {"users", "requests", "poems", "ratings", "adapters", "training_runs", "bot_state", "bot_leases"}
 
 
 def _tables(engine) -> set[str]:
@@ -25,7 +25,7 @@ def test_upgrade_creates_schema_matching_models_and_downgrade_roundtrips(db_url)
     engine = make_engine(db_url)
     try:
         assert migrate.current_revision(engine) is None
-        assert migrate.upgrade(engine) == migrate.head_revision() == "0003"
+        assert migrate.upgrade(engine) == migrate.head_revision() == "0004"
         assert _tables(engine) == TABLES
         insp = inspect(engine)
         assert {tuple(u["column_names"]) for u in insp.get_unique_constraints("ratings")} == {
@@ -43,9 +43,9 @@ def test_upgrade_creates_schema_matching_models_and_downgrade_roundtrips(db_url)
 
         assert migrate.downgrade(engine, "base") is None
         assert _tables(engine) == set()
-        assert migrate.upgrade(engine) == "0003"
+        assert migrate.upgrade(engine) == "0004"
         assert _tables(engine) == TABLES
-        assert migrate.upgrade(engine) == "0003"  # idempotent
+        assert migrate.upgrade(engine) == "0004"  # idempotent
     finally:
         engine.dispose()
 
@@ -60,7 +60,7 @@ def test_0002_adds_card_default_keeping_users_and_their_poems(db_url):
             conn.exec_driver_sql(
                 "INSERT INTO users (source, external_id, display_name, created, default_form, script, lang) "
                 "VALUES ('telegram', '42', 'x', '2026-01-01 00:00:00', '五律', 'traditional', 'en')")
-        assert migrate.upgrade(engine) == "0003"
+        assert migrate.upgrade(engine) == "0004"
         with Store(db_url, upgrade=False) as store:
             uid = store.ensure_user("telegram", "42")
             st = store.get_settings(uid)
@@ -93,7 +93,7 @@ def test_0003_links_revisions_keeping_poems(db_url):
             conn.exec_driver_sql(
                 "INSERT INTO users (source, external_id, display_name, created, default_form, script, lang, card_default) "
                 "VALUES ('telegram', '7', 'x', '2026-01-01 00:00:00', '七绝', 'simplified', 'zh', false)")
-        assert migrate.upgrade(engine) == "0003"
+        assert migrate.upgrade(engine) == "0004"
         with Store(db_url, upgrade=False) as store:
             uid = store.ensure_user("telegram", "7")
             (pid,) = store.record_poems(uid, make_request(), make_poems(1))  # noqa: F405
@@ -112,6 +112,35 @@ def test_0003_links_revisions_keeping_poems(db_url):
         assert "revised_from" not in cols and "text" in cols
         with engine.connect() as conn:
             assert conn.exec_driver_sql("SELECT count(*) FROM poems").scalar() == 1
+    finally:
+        engine.dispose()
+
+
+def test_0004_adds_bot_state_and_leases_keeping_data(db_url):
+    """0003 → 0004 on a database with a user and a poem: both stay; bot state is per user and goes
+    with /forget (cascade); leases work; 0004 → 0003 drops only the two new tables."""
+    engine = make_engine(db_url)
+    try:
+        assert migrate.upgrade(engine, "0003") == "0003"
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO users (source, external_id, display_name, created, default_form, script, lang, card_default) "
+                "VALUES ('telegram', '9', 'x', '2026-01-01 00:00:00', '七绝', 'simplified', 'zh', false), "
+                "('telegram', '10', 'y', '2026-01-01 00:00:00', '七绝', 'simplified', 'zh', false)")
+        assert migrate.upgrade(engine) == "0004"
+        with Store(db_url, upgrade=False) as store:
+            uid = store.ensure_user("telegram", "9")
+            (pid,) = store.record_poems(uid, make_request(), make_poems(1))  # noqa: F405
+            store.put_state(uid, "history", {"search": "春"})
+            assert store.get_state(uid, "history") == {"search": "春"}
+            assert store.acquire_lease("feedback-leader", "w1", 30)
+            assert store.forget_user(uid) and store.get_poem(pid) is None
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql("SELECT count(*) FROM bot_state").scalar() == 0
+        assert migrate.downgrade(engine, "0003") == "0003"
+        assert _tables(engine) == TABLES - {"bot_state", "bot_leases"}
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM users").scalar() == 1
     finally:
         engine.dispose()
 
@@ -171,9 +200,9 @@ def test_cli_upgrade_current_export_forget(tmp_path):
     r = runner.invoke(app, ["current", "--url", url])
     assert r.exit_code == 1 and "shiren db upgrade" in r.output
     r = runner.invoke(app, ["upgrade", "--url", url])
-    assert r.exit_code == 0 and "0003" in r.output
+    assert r.exit_code == 0 and "0004" in r.output
     r = runner.invoke(app, ["current", "--url", url])
-    assert r.exit_code == 0 and "revision 0003" in r.output
+    assert r.exit_code == 0 and "revision 0004" in r.output
 
     with Store(url) as store:
         uid = store.ensure_user("cli", "me", "我")

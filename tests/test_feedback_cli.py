@@ -98,3 +98,9 @@ def test_schedule_feedback_runs_rounds_in_the_job_queue(tmp_path, monkeypatch):
     app.bot_data["retrain_running"] = True  # /retrain is running: the scheduled round waits for next time
     asyncio.run(cb(SimpleNamespace(application=app)))
     assert len(calls) == 1
+    app.bot_data.update(retrain_running=False, leader=False)  # another bot worker leads (bot.workers)
+    asyncio.run(cb(SimpleNamespace(application=app)))
+    assert len(calls) == 1
+    app.bot_data["leader"] = True
+    asyncio.run(cb(SimpleNamespace(application=app)))
+    assert len(calls) == 2

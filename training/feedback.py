@@ -45,6 +45,8 @@ from training.metrics import bootstrap_ci
 
 KIND = "feedback"
 LOCK_NAME = "feedback.lock"
+ROUND_LEASE = "feedback-round"  # in bot_leases: a round in progress on some bot worker
+ROUND_LEASE_S = 6 * 3600.0  # a round's lease outlives any round; a dead worker's expires
 OK_OUTCOMES = ("promoted", "candidate")
 Progress = Callable[[float, str], None]
 
@@ -544,8 +546,17 @@ def schedule_feedback(job_queue, interval_hours: float, min_new_ratings: int = 2
 
     async def _job(context) -> None:
         st = store if store is not None else context.application.bot_data.get("store")
+        if context.application.bot_data.get("leader") is False:  # bot.workers: one worker runs rounds
+            log.debug("scheduled feedback round: not the leader")
+            return
         if context.application.bot_data.get("retrain_running"):
             log.info("scheduled feedback round skipped: /retrain is running")
+            return
+        holder = context.application.bot_data.get("worker", "bot")
+        # Across bot workers (bot.workers): one round at a time, be it scheduled or a /retrain.
+        if hasattr(st, "acquire_lease") and not await asyncio.to_thread(st.acquire_lease, ROUND_LEASE, holder,
+                                                                        ROUND_LEASE_S):
+            log.info("scheduled feedback round skipped: a round runs on another worker")
             return
         context.application.bot_data["retrain_running"] = True
         try:
@@ -559,6 +570,8 @@ def schedule_feedback(job_queue, interval_hours: float, min_new_ratings: int = 2
             log.exception("scheduled feedback round failed")
         finally:
             context.application.bot_data["retrain_running"] = False
+            if hasattr(st, "release_lease"):
+                await asyncio.to_thread(st.release_lease, ROUND_LEASE, holder)
 
     return job_queue.run_repeating(_job, interval=interval_hours * 3600.0, first=first_seconds,
                                    name="feedback-round")

@@ -13,7 +13,9 @@ from telegram.ext import ContextTypes
 
 from bot.handlers.common import current_user, db, reply, send
 from bot.texts import t
+from bot.workers import WORKER_PREFIX, reload_poet
 from db.store import NotFoundError
+from training.feedback import ROUND_LEASE, ROUND_LEASE_S
 
 log = logging.getLogger("bot.admin")
 
@@ -29,8 +31,12 @@ async def stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     cap = context.bot_data["cap"]
     s["active_adapter_metrics"] = active.metrics if active is not None else None
     s["model_version"] = getattr(context.bot_data["poet"], "version", "?")
-    s["generations_in_flight"] = cap.in_flight
+    s["generations_in_flight"] = cap.in_flight  # this worker's
     s["generations_peak"] = cap.peak
+    s["worker"] = context.bot_data.get("worker")
+    s["feedback_leader"] = bool(context.bot_data.get("leader"))
+    s["workers_live"] = len(await db(context, "leases", WORKER_PREFIX))
+    s["generations_in_flight_all_workers"] = len(await db(context, "leases", cap.SLOT_PREFIX))
     await reply(update, context, "<b>Shiren stats</b>\n" + _pre(s))
 
 
@@ -41,8 +47,10 @@ async def retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if fn is None:
         await reply(update, context, t(st.lang, "retrain_off"))
         return
-    if context.bot_data.get("retrain_running"):
-        await reply(update, context, t(st.lang, "retrain_running"))
+    me = context.bot_data["worker"]
+    if context.bot_data.get("retrain_running") or not await db(context, "acquire_lease", ROUND_LEASE, me,
+                                                                ROUND_LEASE_S):
+        await reply(update, context, t(st.lang, "retrain_running"))  # here, or on another worker
         return
     context.bot_data["retrain_running"] = True
     chat_id = update.effective_chat.id
@@ -59,6 +67,7 @@ async def retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             await send(context, chat_id, t(st.lang, "retrain_failed", error=escape(str(e)[:300])))
         finally:
             context.bot_data["retrain_running"] = False
+            await db(context, "release_lease", ROUND_LEASE, me)
 
     context.application.create_task(run(), update=update, name="retrain")
     await reply(update, context, t(st.lang, "retrain_started"))
@@ -98,15 +107,5 @@ async def model(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def _reload(context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Run the optional bot_data["reload"] hook (sync; e.g. load the now-active adapter)."""
-    fn = context.bot_data.get("reload")
-    if fn is not None:
-        new = await asyncio.to_thread(fn)
-        if new is not None:  # the hook returned a freshly loaded poet: swap it in, close the old one
-            old, context.bot_data["poet"] = context.bot_data.get("poet"), new
-            if old is not None and hasattr(old, "close"):
-                old.close()
-        store = context.bot_data.get("store")
-        if store is not None:  # poems from now on record the adapter that wrote them
-            active = await asyncio.to_thread(store.active_adapter)
-            context.bot_data["adapter_version"] = active.name if active is not None else None
+    """Load the now-active adapter here at once (the other workers see it at their next poll)."""
+    await reload_poet(context.bot_data)

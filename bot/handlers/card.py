@@ -12,12 +12,14 @@ from telegram.constants import ChatAction, ParseMode
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
-from bot.handlers.common import own_poem_from_callback, send
+from bot.handlers.common import db, own_poem_from_callback, send
 from bot.render import caption
 from bot.texts import t
 from core.card import CardPoem, FontMissingError, render_card_png
 
 log = logging.getLogger("bot.card")
+
+CARD_BUSY_TTL_S = 60.0  # a card being drawn holds the user's "card_busy" state at most this long
 
 
 async def card_png(text: str, form: str, title: str = "", cipai: str = "", script: str = "simplified") -> bytes:
@@ -53,15 +55,16 @@ async def card_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         return
     _, st, rec = found
     await query.answer(t(st.lang, "card_sending"))
-    if context.user_data.get("card_busy"):  # one card at a time per user: presses meanwhile are no-ops
+    uid = rec.user_id
+    # One card at a time per user, on whichever worker: presses meanwhile are no-ops.
+    if not await db(context, "claim_state", uid, "card_busy", CARD_BUSY_TTL_S):
         return
-    context.user_data["card_busy"] = True
     try:
         html = render_record(rec, lang=st.lang, script=st.script)
         kw = {"reply_to_message_id": query.message.message_id} if query.message else {}
         sent = await send_card(context, update.effective_chat.id, rec, html, st.script,
                                reply_markup=poem_keyboard(rec.id, rec.rating, st.lang), **kw)
     finally:
-        context.user_data["card_busy"] = False
+        await db(context, "pop_state", uid, "card_busy")
     if sent is None:
         await send(context, update.effective_chat.id, t(st.lang, "card_no_font"))

@@ -22,6 +22,11 @@ log = logging.getLogger("bot")
 TYPING_EVERY = 4.5  # Telegram shows "typing…" for about 5 s per chat action
 
 
+def worker_id(context: ContextTypes.DEFAULT_TYPE) -> str:
+    """This worker's name in leases and the request journal."""
+    return context.bot_data["worker"]
+
+
 @dataclass
 class Services:
     config: BotConfig
@@ -45,24 +50,35 @@ async def db(context: ContextTypes.DEFAULT_TYPE, method: str, *args, **kwargs):
 async def current_user(update: Update, context: ContextTypes.DEFAULT_TYPE) -> tuple[int, UserSettings]:
     """The Store id and settings of the Telegram user behind `update` (created on first contact).
 
-    Both are cached in user_data; /forget and /settings keep the cache right.
-    """
-    ud = context.user_data if context.user_data is not None else {}
-    uid = ud.get("uid")
-    settings = ud.get("settings")
-    if uid is None or settings is None:
+    Read from the database once per update (never cached across updates: another worker may have
+    changed the settings, or /forget removed the user, since)."""
+    found = getattr(context, "shiren_user", None)
+    if found is None:
         user = update.effective_user
         name = " ".join(x for x in (user.first_name, user.last_name) if x) or (user.username or "")
-        uid = await db(context, "ensure_user", "telegram", str(user.id), name[:64])
-        settings = await db(context, "get_settings", uid)
-        ud["uid"], ud["settings"] = uid, settings
-    return uid, settings
+        found = await db(context, "ensure_user_settings", "telegram", str(user.id), name[:64])
+        context.shiren_user = found
+    return found
 
 
-def cached_lang(context: ContextTypes.DEFAULT_TYPE) -> str:
-    """The user's language from the cache alone (no database round trip); zh when unknown."""
-    s = (context.user_data or {}).get("settings")
-    return s.lang if s is not None else "zh"
+def remember_settings(context: ContextTypes.DEFAULT_TYPE, uid: int, settings: UserSettings) -> None:
+    """After a settings change: the rest of this update sees the new settings."""
+    context.shiren_user = (uid, settings)
+
+
+async def known_lang(update: Update, context: ContextTypes.DEFAULT_TYPE) -> str:
+    """The user's language without creating a user row; zh when unknown (or the database fails)."""
+    found = getattr(context, "shiren_user", None)
+    if found is not None:
+        return found[1].lang
+    if update.effective_user is None:
+        return "zh"
+    try:
+        st = await db(context, "find_settings", "telegram", str(update.effective_user.id))
+    except Exception:  # noqa: BLE001 — an apology must not fail on the database too
+        log.warning("could not read the user's language", exc_info=True)
+        return "zh"
+    return st.lang if st is not None else "zh"
 
 
 async def send(context: ContextTypes.DEFAULT_TYPE, chat_id: int, text: str, **kw):

@@ -7,7 +7,7 @@ import logging
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from bot.handlers.common import cached_lang, reply
+from bot.handlers.common import known_lang, reply
 from bot.texts import t
 
 log = logging.getLogger("bot.errors")
@@ -24,19 +24,19 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
                 await update.callback_query.answer()
             except Exception:  # noqa: BLE001 — already answered, or too old
                 pass
-        await reply(update, context, t(cached_lang(context), "error"))
+        await reply(update, context, t(await known_lang(update, context), "error"))
     except Exception:  # noqa: BLE001
         log.warning("could not send the apology", exc_info=True)
 
 
 async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Any command the bot does not know (or that the user may not use)."""
-    await reply(update, context, t(cached_lang(context), "unknown_command"))
+    await reply(update, context, t(await known_lang(update, context), "unknown_command"))
 
 
 async def not_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Stickers, photos, voice, files …: say that the bot reads text only."""
-    await reply(update, context, t(cached_lang(context), "text_only"))
+    await reply(update, context, t(await known_lang(update, context), "text_only"))
 
 
 async def group_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -45,9 +45,9 @@ async def group_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
     target = text.split(maxsplit=1)[0].partition("@")[2] if text else ""
     if target and target.lower() != (context.bot.username or "").lower():
         return
-    await reply(update, context, t(cached_lang(context), "private_only"))
+    await reply(update, context, t(await known_lang(update, context), "private_only"))
 
 
 async def stale_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Callback data no handler recognises (old keyboard, forged data): answer and do nothing."""
-    await update.callback_query.answer(t(cached_lang(context), "expired"))
+    await update.callback_query.answer(t(await known_lang(update, context), "expired"))

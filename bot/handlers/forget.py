@@ -11,33 +11,34 @@ from bot.handlers.common import current_user, db, edit, reply
 from bot.keyboards import forget_keyboard
 from bot.texts import t
 
+FORGET_TTL_S = 3600.0  # the confirmation button works for an hour (bot_state "forget")
+
 
 async def forget(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Ask for confirmation (the button is good for this request only)."""
-    _, st = await current_user(update, context)
+    uid, st = await current_user(update, context)
     nonce = secrets.token_hex(4)
-    context.user_data["forget_nonce"] = nonce
+    await db(context, "put_state", uid, "forget", {"nonce": nonce}, FORGET_TTL_S)
     await reply(update, context, t(st.lang, "forget_confirm"), reply_markup=forget_keyboard(nonce, st.lang))
 
 
 async def forget_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """The confirmation ("fg:<y|n>:<nonce>"): delete the clicking user's data, or cancel."""
     query = update.callback_query
-    ud = context.user_data
-    lang = ud["settings"].lang if ud.get("settings") else "zh"
+    uid, st = await current_user(update, context)
     parts = query.data.split(":")
-    if len(parts) != 3 or parts[1] not in ("y", "n") or not ud.get("forget_nonce") \
-            or parts[2] != ud.get("forget_nonce"):
-        await query.answer(t(lang, "expired"), show_alert=True)
+    if len(parts) != 3 or parts[1] not in ("y", "n"):
+        await query.answer(t(st.lang, "expired"), show_alert=True)
         return
-    ud.pop("forget_nonce", None)
+    saved = await db(context, "get_state", uid, "forget")
+    if saved is None or saved.get("nonce") != parts[2] or await db(context, "pop_state", uid, "forget") != saved:
+        await query.answer(t(st.lang, "expired"), show_alert=True)  # stale, forged, or used meanwhile
+        return
     if parts[1] == "n":
         await query.answer()
-        await edit(query, t(lang, "forget_cancelled"))
+        await edit(query, t(st.lang, "forget_cancelled"))
         return
-    uid, _ = await current_user(update, context)
-    await db(context, "forget_user", uid)
-    ud.clear()
-    context.bot_data["limiter"].forget(update.effective_user.id)
+    await db(context, "forget_user", uid)  # its bot_state (rate bucket, pickers, …) goes with it
+    context.shiren_user = None
     await query.answer()
-    await edit(query, t(lang, "forgotten"))
+    await edit(query, t(st.lang, "forgotten"))

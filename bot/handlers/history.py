@@ -12,10 +12,12 @@ from bot.keyboards import history_keyboard
 from bot.render import render_history, to_simplified
 from bot.texts import t
 
+HISTORY_TTL_S = 7 * 86400.0  # the /history search the ◀ ▶ buttons page through (bot_state "history")
+
 
 async def _page(update: Update, context: ContextTypes.DEFAULT_TYPE, page: int) -> tuple[str, object]:
     uid, st = await current_user(update, context)
-    search = context.user_data.get("history_search", "")
+    search = ((await db(context, "get_state", uid, "history")) or {}).get("search", "")
     size = context.bot_data["config"].history_page_size
     total = await db(context, "count_history", uid, search)
     pages = max(1, math.ceil(total / size))
@@ -28,9 +30,9 @@ async def _page(update: Update, context: ContextTypes.DEFAULT_TYPE, page: int) -
 
 async def history(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """The first page of the user's poems (optionally only those matching a search)."""
-    _, st = await current_user(update, context)
+    uid, _ = await current_user(update, context)
     search = to_simplified(command_text(update))[:30]
-    context.user_data["history_search"] = search
+    await db(context, "put_state", uid, "history", {"search": search}, HISTORY_TTL_S)
     html, kb = await _page(update, context, 1)
     await reply(update, context, html, reply_markup=kb)
 

@@ -5,7 +5,7 @@ Telegram sends a query per keystroke: a query waits a moment and is dropped when
 the same user arrived meanwhile. Poems go through the shared batcher under the bot's usual limits
 (rate limit, generation cap, text length), are stored like any other (the ⭐ link under each opens
 the private chat on it, to rate it there), and the answers are cached per user and query for a
-short time (and by Telegram for `cache_time`, personal to the user). Card results need
+short time in the database, so on every worker (and by Telegram for `cache_time`, personal to the user). Card results need
 SHIREN_BOT_CARD_CHAT: inline results can only show photos Telegram already has, so the cards are
 uploaded there first.
 """
@@ -17,7 +17,6 @@ import dataclasses
 import logging
 import math
 import time
-from collections import OrderedDict
 
 from telegram import (
     InlineQueryResultArticle,
@@ -31,7 +30,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
-from bot.handlers.common import cached_lang, current_user, db, services
+from bot.handlers.common import current_user, db, known_lang, services
 from bot.keyboards import rate_link_keyboard
 from bot.limits import CapacityError
 from bot.render import caption, poem_heading, render_poem
@@ -48,7 +47,8 @@ DEBOUNCE_S = 0.6  # wait this long for the user to stop typing
 DEADLINE_S = 8.0  # Telegram drops answers after about 10 s
 CACHE_TTL_S = 120.0  # our own cache of answered queries
 CACHE_TIME_S = 30  # Telegram's cache of our answer (cache_time), personal to the user
-CACHE_SIZE = 512
+CACHE_PER_USER = 8  # cached answers per user
+INLINE_SEQ_TTL_S = 600.0
 ACROSTIC_WORDS = ("藏头", "藏頭", "acrostic")
 JINTI = ("五绝", "七绝", "五律", "七律")
 
@@ -88,23 +88,28 @@ def parse_inline_query(text: str, default_form: str = "七绝") -> PoemRequest:
     return PoemRequest(form=form, title=rest, cipai=cipai or "")
 
 
-def _cache(context: ContextTypes.DEFAULT_TYPE) -> OrderedDict:
-    return context.bot_data.setdefault("inline_cache", OrderedDict())
-
-
-def _cached(context, key) -> list | None:
-    entry = _cache(context).get(key)
-    if entry is None or entry[0] < time.monotonic():
+async def _cached(context, uid: int, key: str, lang: str, script: str) -> list | None:
+    """The results of the same query answered within CACHE_TTL_S, on any worker (bot_state
+    "inline_cache": poem ids and card file ids, rebuilt from the stored poems)."""
+    entry = ((await db(context, "get_state", uid, "inline_cache")) or {}).get(key)
+    if entry is None or entry["exp"] < time.time():
         return None
-    return entry[1]
+    recs = [await db(context, "get_poem", pid) for pid in entry["ids"]]
+    if any(r is None or r.user_id != uid for r in recs):
+        return None  # deleted meanwhile
+    files = {int(k): v for k, v in entry["files"].items()}
+    return _results(recs, entry["ids"], files, context.bot.username, lang, script)
 
 
-def _remember(context, key, results: list) -> None:
-    cache = _cache(context)
-    cache[key] = (time.monotonic() + CACHE_TTL_S, results)
-    cache.move_to_end(key)
-    while len(cache) > CACHE_SIZE:
-        cache.popitem(last=False)
+async def _remember(context, uid: int, key: str, ids: list[int], file_ids: dict[int, str]) -> None:
+    """Keep this answer for CACHE_TTL_S (the user's newest CACHE_PER_USER queries)."""
+    now = time.time()
+    cache = {k: v for k, v in ((await db(context, "get_state", uid, "inline_cache")) or {}).items()
+             if v["exp"] >= now}
+    cache[key] = {"exp": now + CACHE_TTL_S, "ids": list(ids), "files": {str(k): v for k, v in file_ids.items()}}
+    while len(cache) > CACHE_PER_USER:
+        cache.pop(min(cache, key=lambda k: cache[k]["exp"]))
+    await db(context, "put_state", uid, "inline_cache", cache, CACHE_TTL_S)
 
 
 async def _answer(update: Update, results: list, button_text: str | None = None, cache_time: int = CACHE_TIME_S) -> None:
@@ -177,19 +182,21 @@ async def inline_query(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     started = time.monotonic()
     query = update.inline_query
     text = " ".join((query.query or "").split())
-    # Numbered before the first await: queries typed in a row must keep their order.
-    seq = context.user_data["inline_seq"] = context.user_data.get("inline_seq", 0) + 1
+    # Telegram numbers updates in order: the newest query of a user has the largest update id, on
+    # whichever worker it lands (bot_state "inline_seq" keeps the largest).
+    seq = update.update_id
     if not text:  # "@bot " alone: a hint, and no user row for someone who only looked
-        await _answer(update, [], t(cached_lang(context), "inline_hint"))
+        await _answer(update, [], t(await known_lang(update, context), "inline_hint"))
         return
     uid, st = await current_user(update, context)
-    key = (query.from_user.id, text, st.script, st.lang, st.default_form)
-    cached = _cached(context, key)
+    await db(context, "raise_state", uid, "inline_seq", seq, INLINE_SEQ_TTL_S)
+    key = "\x1f".join((text, st.script, st.lang, st.default_form))
+    cached = await _cached(context, uid, key, st.lang, st.script)
     if cached is not None:
         await _answer(update, cached)
         return
     await asyncio.sleep(max(0.0, started + DEBOUNCE_S - time.monotonic()))
-    if context.user_data.get("inline_seq") != seq:
+    if ((await db(context, "get_state", uid, "inline_seq")) or {}).get("n", seq) != seq:
         return  # the user typed on: a newer query is being answered
     svc = services(context)
     if len(text) > svc.config.max_text_chars:
@@ -201,24 +208,24 @@ async def inline_query(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     except RequestError as e:
         await _answer(update, [], f"⚠️ {e}", 0)
         return
-    wait = svc.limiter.acquire(query.from_user.id)
+    wait = await svc.limiter.acquire(uid)
     if wait:
         await _answer(update, [], t(st.lang, "inline_slow", seconds=max(1, math.ceil(wait))), 0)
         return
     deadline = started + DEADLINE_S
     try:
-        with svc.cap.slot():
+        async with svc.cap.slot():
             poems = await svc.poet.awrite(req, timeout=max(1.0, deadline - time.monotonic()))
         ids = await db(context, "record_poems", uid, req, poems, context.bot_data.get("adapter_version"))
     except (CapacityError, BusyError):
-        svc.limiter.refund(query.from_user.id)
+        await svc.limiter.refund(uid)
         await _answer(update, [], t(st.lang, "inline_busy"), 0)
         return
     except ShirenError as e:
-        svc.limiter.refund(query.from_user.id)
+        await svc.limiter.refund(uid)
         await _answer(update, [], f"⚠️ {e}", 0)
         return
     file_ids = await _upload_cards(context, poems, ids, st.script, deadline)
     results = _results(poems, ids, file_ids, context.bot.username, st.lang, st.script)
-    _remember(context, key, results)
+    await _remember(context, uid, key, ids, file_ids)
     await _answer(update, results)

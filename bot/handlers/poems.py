@@ -23,6 +23,7 @@ from bot.keyboards import (
 from bot.limits import CapacityError
 from bot.render import for_script, render_poem, to_simplified
 from bot.texts import t
+from bot.workers import Journal
 from core.forms import parse_form
 from core.gelv import cipai_patterns, top_cipai
 from core.types import FORMS, MAX_TITLE_CHARS, BusyError, PoemRequest, RequestError, ShirenError
@@ -31,6 +32,7 @@ log = logging.getLogger("bot.poems")
 
 JINTI = ("五绝", "七绝", "五律", "七律")
 MAX_PENDING = 20  # remembered /poem pickers per user
+PENDING_TTL_S = 86400.0  # a picker's buttons work for a day (bot_state "pending")
 BROWSE_PAGES = 5  # /ci browsing: the most common 5 × 12 词牌
 
 
@@ -41,7 +43,14 @@ def default_cipai() -> str:
 async def write_and_send(update: Update, context: ContextTypes.DEFAULT_TYPE, req: PoemRequest,
                          reply_to: int | None = None) -> int | None:
     """Validate, rate-limit, generate (off the loop, with a typing indicator), store and send one poem
-    with its keyboard. Returns the poem id, or None when the user got an explanation instead."""
+    with its keyboard, journalled (bot.workers: a redelivered update is dropped, a dead worker's request
+    answered by another). Returns the poem id, or None when the user got an explanation instead."""
+    _, st = await current_user(update, context)
+    return await Journal.run(update, context, st.lang, _write_and_send, update, context, req, reply_to)
+
+
+async def _write_and_send(journal: Journal, update: Update, context: ContextTypes.DEFAULT_TYPE, req: PoemRequest,
+                          reply_to: int | None) -> int | None:
     svc = services(context)
     chat_id = update.effective_chat.id
     uid, st = await current_user(update, context)
@@ -50,22 +59,23 @@ async def write_and_send(update: Update, context: ContextTypes.DEFAULT_TYPE, req
     except RequestError as e:
         await send(context, chat_id, t(st.lang, "bad_request", message=str(e)))
         return None
-    wait = svc.limiter.acquire(update.effective_user.id)
+    wait = await svc.limiter.acquire(uid)
     if wait:
         await send(context, chat_id, t(st.lang, "rate_limited", seconds=max(1, math.ceil(wait))))
         return None
     try:
-        with svc.cap.slot():
+        async with svc.cap.slot():
             async with typing(context, chat_id):
                 poems = await svc.poet.awrite(req, timeout=svc.config.generation_timeout)
             ids = await db(context, "record_poems", uid, req, poems[:1],
                            context.bot_data.get("adapter_version"))
+            await journal.mark("stored", poem=ids[0])
     except (CapacityError, BusyError):
-        svc.limiter.refund(update.effective_user.id)
+        await svc.limiter.refund(uid)
         await send(context, chat_id, t(st.lang, "busy"))
         return None
     except ShirenError as e:  # RequestError, "could not complete", NotFound after a concurrent /forget
-        svc.limiter.refund(update.effective_user.id)
+        await svc.limiter.refund(uid)
         await send(context, chat_id, t(st.lang, "bad_request", message=str(e)))
         return None
     poem, pid = poems[0], ids[0]
@@ -107,7 +117,7 @@ async def text_topic(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
 
 async def poem_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/poem [form] [topic]: with a form, write at once; otherwise offer the form picker."""
-    _, st = await current_user(update, context)
+    uid, st = await current_user(update, context)
     args = list(context.args or [])
     form = None
     if args:
@@ -124,7 +134,7 @@ async def poem_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     if form in JINTI:
         await write_and_send(update, context, PoemRequest(form=form, title=topic))
         return
-    token = _remember(context, topic)
+    token = await _remember(context, uid, topic)
     if form == "词":
         await reply(update, context, t(st.lang, "choose_form", topic=_topic_suffix(topic)),
                     reply_markup=cipai_pick_keyboard(token, top_cipai(12)))
@@ -139,21 +149,28 @@ def _topic_suffix(topic: str) -> str:
     return f"（{escape(topic)}）" if topic else ""
 
 
-def _remember(context: ContextTypes.DEFAULT_TYPE, topic: str) -> str:
-    pending: dict = context.user_data.setdefault("pending", {})
+async def _remember(context: ContextTypes.DEFAULT_TYPE, uid: int, topic: str) -> str:
+    """Keep the picker's topic (bot_state "pending", the newest MAX_PENDING) under a new token."""
+    pending = (await db(context, "get_state", uid, "pending")) or {}
     while len(pending) >= MAX_PENDING:
         pending.pop(next(iter(pending)))
     token = secrets.token_hex(4)
     pending[token] = topic
+    await db(context, "put_state", uid, "pending", pending, PENDING_TTL_S)
     return token
+
+
+async def _pending_topic(context: ContextTypes.DEFAULT_TYPE, uid: int, token: str) -> str | None:
+    return ((await db(context, "get_state", uid, "pending")) or {}).get(token)
 
 
 async def pick_form(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A form from the /poem picker ("pf:<token>:<form>"); 词 asks for a 词牌 next."""
     query = update.callback_query
     _, token, form = (query.data.split(":", 2) + ["", ""])[:3]
-    topic = (context.user_data or {}).get("pending", {}).get(token)
-    lang = (await current_user(update, context))[1].lang
+    uid, st = await current_user(update, context)
+    topic = await _pending_topic(context, uid, token)
+    lang = st.lang
     if topic is None or form not in FORMS:
         await query.answer(t(lang, "expired"), show_alert=True)
         return
@@ -169,8 +186,9 @@ async def pick_cipai(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     """A 词牌 from the /poem picker ("pc:<token>:<词牌>")."""
     query = update.callback_query
     _, token, name = (query.data.split(":", 2) + ["", ""])[:3]
-    topic = (context.user_data or {}).get("pending", {}).get(token)
-    lang = (await current_user(update, context))[1].lang
+    uid, st = await current_user(update, context)
+    topic = await _pending_topic(context, uid, token)
+    lang = st.lang
     if topic is None or not name:
         await query.answer(t(lang, "expired"), show_alert=True)
         return

@@ -22,6 +22,7 @@ from bot.keyboards import line_picker_keyboard, poem_keyboard
 from bot.limits import CapacityError
 from bot.render import render_poem
 from bot.texts import t
+from bot.workers import Journal
 from core.revise import RevisionTarget, clauses
 from core.types import BusyError, ShirenError
 
@@ -76,25 +77,32 @@ async def revise_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
 
 
 async def revise_and_send(update: Update, context: ContextTypes.DEFAULT_TYPE, uid: int, st, rec, line: int) -> None:
-    """Rate-limit, revise off the loop, store the linked revision and send it with its keyboard."""
+    """Rate-limit, revise off the loop, store the linked revision and send it with its keyboard
+    (journalled like every generation: bot.workers)."""
+    await Journal.run(update, context, st.lang, _revise_and_send, update, context, uid, st, rec, line)
+
+
+async def _revise_and_send(journal: Journal, update: Update, context: ContextTypes.DEFAULT_TYPE, uid: int, st, rec,
+                           line: int) -> None:
     svc = services(context)
     chat_id = update.effective_chat.id
-    wait = svc.limiter.acquire(update.effective_user.id)
+    wait = await svc.limiter.acquire(uid)
     if wait:
         await send(context, chat_id, t(st.lang, "rate_limited", seconds=max(1, math.ceil(wait))))
         return
     try:
-        with svc.cap.slot():
+        async with svc.cap.slot():
             async with typing(context, chat_id):
                 poem = await svc.poet.arevise(rec.request, rec.text, RevisionTarget(line=line),
                                               timeout=svc.config.generation_timeout)
             pid = await db(context, "record_revision", uid, rec.id, poem, context.bot_data.get("adapter_version"))
+            await journal.mark("stored", poem=pid)
     except (CapacityError, BusyError):
-        svc.limiter.refund(update.effective_user.id)
+        await svc.limiter.refund(uid)
         await send(context, chat_id, t(st.lang, "busy"))
         return
     except ShirenError as e:  # a fixed line, a line that does not exist, a poem gone meanwhile
-        svc.limiter.refund(update.effective_user.id)
+        await svc.limiter.refund(uid)
         await send(context, chat_id, t(st.lang, "bad_request", message=str(e)))
         return
     html = render_poem(poem.text, poem.form, title=poem.title, cipai=poem.cipai, scores=poem.scores,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from bot.handlers.common import current_user, db, edit, reply
+from bot.handlers.common import current_user, db, edit, remember_settings, reply
 from bot.keyboards import settings_keyboard
 from bot.texts import t
 from core.types import FORMS
@@ -41,6 +41,6 @@ async def change_setting(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
         return
     value = parts[2] == "1" if field[0] == "card_default" else parts[2]
     st = await db(context, "update_settings", uid, **{field[0]: value})
-    context.user_data["settings"] = st
+    remember_settings(context, uid, st)
     await query.answer(t(st.lang, "saved"))
     await edit(query, settings_text(st), reply_markup=_keyboard(st))

@@ -7,7 +7,7 @@ import re
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from bot.handlers.common import current_user, db, edit, reply
+from bot.handlers.common import current_user, db, edit, remember_settings, reply
 from bot.keyboards import poem_keyboard, welcome_keyboard
 from bot.render import render_record
 from bot.texts import t
@@ -50,5 +50,5 @@ async def welcome_language(update: Update, context: ContextTypes.DEFAULT_TYPE) -
         return
     await query.answer()
     uid, _ = await current_user(update, context)
-    context.user_data["settings"] = await db(context, "update_settings", uid, lang=lang)
+    remember_settings(context, uid, await db(context, "update_settings", uid, lang=lang))
     await edit(query, t(lang, "welcome"), reply_markup=welcome_keyboard(lang))
