@@ -169,6 +169,10 @@ class Poet:
             crit = None
         else:
             crit = Critic.load_or_none(None if critic == "auto" else Path(critic))
+            trained_on = crit.card.metrics.get("human_generator") if crit is not None else None
+            if trained_on and trained_on != version:
+                log.info("the critic's human-likeness head was fitted on poems of %s, not %s: "
+                         "refit it (`shiren train critic --stage human`)", trained_on, version)
         return cls(model, tok, version=version, conditioned=adapter is not None, corpus_lines=lines, critic=crit, **kw)
 
     @staticmethod
