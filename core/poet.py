@@ -36,7 +36,7 @@ _CLAUSE = re.compile(r"[，。？！；、\n]+")
 log = logging.getLogger("shiren.poet")
 
 # Candidates the decoder draws per requested poem when a critic chooses among them (docs/critic.md:
-# eight were as good as sixteen by the critic's own score, at half the decode time).
+# the measured trade-off of K against latency).
 DEFAULT_CANDIDATES = 8
 # Weight of the critic's score (a logit) beside the mean log-likelihood per char when ranking.
 CRITIC_WEIGHT = 1.0
