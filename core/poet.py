@@ -36,7 +36,7 @@ _CLAUSE = re.compile(r"[，。？！；、\n]+")
 log = logging.getLogger("shiren.poet")
 
 # Candidates the decoder draws per requested poem when a critic chooses among them (docs/critic.md:
-# eight were as good as sixteen by the critic's own score, at half the decode time).
+# the measured trade-off of K against latency).
 DEFAULT_CANDIDATES = 8
 # Weight of the critic's score (a logit) beside the mean log-likelihood per char when ranking.
 CRITIC_WEIGHT = 1.0
@@ -169,6 +169,10 @@ class Poet:
             crit = None
         else:
             crit = Critic.load_or_none(None if critic == "auto" else Path(critic))
+            trained_on = crit.card.metrics.get("human_generator") if crit is not None else None
+            if trained_on and trained_on != version:
+                log.info("the critic's human-likeness head was fitted on poems of %s, not %s: "
+                         "refit it (`shiren train critic --stage human`)", trained_on, version)
         return cls(model, tok, version=version, conditioned=adapter is not None, corpus_lines=lines, critic=crit, **kw)
 
     @staticmethod

@@ -132,7 +132,7 @@ def test_poet_load_with_adapter_writes_like_peft(base, tmp_path):
     from transformers import AutoTokenizer
 
     adapter = _make_adapter(base, tmp_path / "adapter", seed=4)
-    fast = Poet.load(model_dir=base, adapter=adapter)
+    fast = Poet.load(model_dir=base, adapter=adapter, critic=None)
     ref = Poet(_peft_merged(base, adapter), AutoTokenizer.from_pretrained(str(base)), conditioned=True)
     try:
         assert isinstance(fast.tokenizer, CharTokenizer)

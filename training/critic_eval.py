@@ -91,6 +91,30 @@ def doubt_quality(critic, rows: list[dict], seed: int = 0, n: int = 300) -> dict
             "chance_top1": round(chance / max(1, done), 4)}
 
 
+def candidates_tradeoff(poet, pairs: list, ks: tuple[int, ...] = (4, 8, 16, 32)) -> list[dict]:
+    """For each K: the mean critic score of the chosen poem (choose only) and the p50 latency. The score is
+    the one that chooses, so it rises with K by construction; what matters is where it flattens."""
+    import statistics
+
+    rows = []
+    poet.polish = False
+    for k in ks:
+        poet.candidates = k
+        scores, ts = [], []
+        for req, _ in pairs:
+            t = time.perf_counter()
+            try:
+                p = poet.write(req)[0]
+            except ShirenError:
+                continue
+            ts.append(time.perf_counter() - t)
+            scores.append(p.scores["critic"])
+        rows.append({"K": k, "mean_critic_score": round(statistics.mean(scores), 3),
+                     "p50_ms": round(1000 * statistics.median(ts), 1), "n": len(scores)})
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     from core import paths
     from core.poet import Poet
@@ -101,12 +125,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-form", type=int, default=40)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--classifiers", default="ngram,transformer")
+    ap.add_argument("--k-sweep", action="store_true", help="Only the K (candidates) trade-off, on 七绝 requests.")
     a = ap.parse_args(argv)
     out = a.out or paths.data_home() / "runs" / "critic-eval"
     out.mkdir(parents=True, exist_ok=True)
     ds = paths.dataset_dir()
     test = load_split(ds, "test")
     pairs = two_sample_requests(test, a.per_form, seed=0)
+    if a.k_sweep:
+        poet = Poet.load()
+        rows = candidates_tradeoff(poet, [(r, row) for r, row in pairs if r.form == "七绝"])
+        (out / "k_sweep.json").write_text(json.dumps(rows, indent=1), "utf-8")
+        poet.close()
+        return 0
     res: dict = {"requests": len(pairs), "conditions": {}}
     lm = train_lm(ds)
     critic_poet = Poet.load()

@@ -52,6 +52,9 @@ def card_markdown(critic: Critic, generator: str) -> str:
         v = m.get(k)
         return "—" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
+    rating = (f"held-out MAE {f('rating_valid_mae')}, Spearman {f('rating_valid_spearman')} "
+              f"(ridge proxy: {f('proxy_valid_mae')}, {f('proxy_valid_spearman')})" if critic.has_rating
+              else "not fitted: too few ratings in the database (feedback rounds refit it from 50 on)")
     return f"""# Shiren critic
 
 A character-level bidirectional Transformer encoder (BERT-style, {c.n_layer} layers, d={c.n_embd},
@@ -65,7 +68,7 @@ characters it doubts (docs/critic.md). Same character vocabulary as the dataset'
 | MLM valid loss / accuracy | {f("mlm_valid_loss")} nats / {f("mlm_valid_acc")} (1,000 valid poems, fixed masks) |
 | human-likeness head | held-out accuracy {f("human_valid_acc")}, AUC {f("human_valid_auc")} ({f("human_valid_n")} poems) |
 | its negatives | plain samples of `{generator}` (regenerate when the generator changes) |
-| rating head | held-out MAE {f("rating_valid_mae")}, Spearman {f("rating_valid_spearman")} (proxy: {f("proxy_valid_mae")}, {f("proxy_valid_spearman")}) |
+| rating head | {rating} |
 
 Files: `config.json` (network shape, which heads are trained, these metrics), `model.safetensors`
 (bf16), `tokenizer.json`. Trained with `shiren train critic` on 1 CPU thread.
