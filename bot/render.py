@@ -2,47 +2,20 @@
 
 from __future__ import annotations
 
-import threading
 from html import escape
 from typing import Any
 
 from bot.texts import t
+from core.script import to_traditional
 
 MAX_MESSAGE = 4000  # Telegram allows 4096 characters per message
 MAX_CAPTION = 1024  # and 1024 per photo caption
 _ok = "✓"
 _no = "✗"
 
-_converter_lock = threading.Lock()
-_s2t = None
-_t2s = None
-
-
-def _opencc(kind: str):
-    global _s2t, _t2s
-    with _converter_lock:
-        if kind == "s2t":
-            if _s2t is None:
-                from opencc import OpenCC
-
-                _s2t = OpenCC("s2t").convert
-            return _s2t
-        if _t2s is None:
-            from opencc import OpenCC
-
-            _t2s = OpenCC("t2s").convert
-        return _t2s
-
-
 def for_script(text: str, script: str | None) -> str:
     """`text` for display in the user's script (simplified is stored; traditional is converted)."""
-    if script == "traditional" and text and not text.isascii():
-        return _opencc("s2t")(text)
-    return text
-
-
-def to_simplified(text: str) -> str:
-    return _opencc("t2s")(text) if text and not text.isascii() else text
+    return to_traditional(text) if script == "traditional" else text
 
 
 def stars_str(stars: int | None) -> str:

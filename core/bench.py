@@ -256,7 +256,7 @@ def critic_bench(model_dir: Path | None, n: int, quick: bool, progress=print) ->
     """The critic's path beside the plain one: 七绝 n=1 choosing among its drafts (and mending), and n=64."""
     from core.poet import Poet
 
-    poet = Poet.load(model_dir)
+    poet = Poet.load(model_dir, critic="on")  # measured whether or not it is promoted
     if poet.critic is None:
         poet.close()
         return {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import random
 import re
 import secrets
@@ -122,8 +123,9 @@ class Poet:
              critic: Path | str | None = "auto", **kw) -> Poet:
         """Base model (default: SHIREN_MODEL_DIR or the shipped models/base) plus a LoRA adapter:
         "auto" takes the active one (core.adapters.resolve_adapter), None the bare base model.
-        `critic`: "auto" the shipped one (SHIREN_CRITIC_DIR or models/critic; missing → one log line and
-        no critic), a path, or None (no critic).
+        `critic`: "auto" the shipped one (SHIREN_CRITIC_DIR, or models/critic once its card says it is
+        promoted; missing or not promoted → one log line and no critic), "on" the shipped one regardless,
+        a path, or None (no critic).
         A Llama model loads without transformers or peft (core.weights), others through transformers."""
         import json
 
@@ -168,7 +170,14 @@ class Poet:
             log.info("writing without the critic (--no-critic)")
             crit = None
         else:
-            crit = Critic.load_or_none(None if critic == "auto" else Path(critic))
+            crit = Critic.load_or_none(None if critic in ("auto", "on") else Path(critic))
+            if crit is not None and critic == "auto" and not os.environ.get("SHIREN_CRITIC_DIR") \
+                    and not crit.card.metrics.get("promoted"):
+                # The shipped critic chooses only once a blind reading shows readers prefer its choices
+                # (docs/critic.md: its first one did not); until then it is there on request.
+                log.info("the shipped critic is not promoted (readers did not prefer its choices, docs/critic.md): "
+                         "writing without it; --critic uses it")
+                crit = None
             trained_on = crit.card.metrics.get("human_generator") if crit is not None else None
             if trained_on and trained_on != version:
                 log.info("the critic's human-likeness head was fitted on poems of %s, not %s: "

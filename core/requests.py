@@ -7,6 +7,7 @@ import re
 import unicodedata
 
 from core.forms import parse_form
+from core.script import to_simplified
 from core.types import MAX_CANDIDATES, MAX_KEYWORDS, MAX_TITLE_CHARS, PoemRequest, RequestError
 from core.variants import normalise
 
@@ -15,24 +16,12 @@ LINES = {"五绝": (5, 4), "七绝": (7, 4), "五律": (5, 8), "七律": (7, 8)}
 _PUNCT = re.compile(r"[\s，。？！；：、,.?!;:\"'“”‘’《》「」]+")
 
 
-def _to_simplified(s: str) -> str:
-    """Traditional/variant → simplified via OpenCC (loaded only when a non-simplified char shows up)."""
-    from opencc import OpenCC
-
-    global _T2S
-    try:
-        conv = _T2S
-    except NameError:
-        conv = _T2S = OpenCC("t2s").convert
-    return conv(s)
-
-
 def clean_text(s: str) -> str:
     """NFKC, OpenCC t2s, then one form per character (core.variants: 疎 → 疏), as the training text."""
     s = unicodedata.normalize("NFKC", s or "").strip()
     if s.isascii():
         return s
-    return normalise(_to_simplified(s))
+    return normalise(to_simplified(s))
 
 
 def _chars_only(s: str, what: str) -> str:

@@ -1,22 +1,38 @@
-"""Simplified → traditional script (OpenCC s2t), loaded once, lazily, thread-safe."""
+"""Simplified ↔ traditional script (OpenCC s2t / t2s), each converter loaded once, lazily, thread-safe.
+
+The one place the bot, the app, cards and request normalisation convert script.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
 
-_s2t: Callable[[str], str] | None = None
+_converters: dict[str, Callable[[str], str]] = {}
 _lock = threading.Lock()
 
 
-def to_traditional(text: str) -> str:
-    global _s2t
-    if not text or text.isascii():
-        return text
-    if _s2t is None:
+def _convert(kind: str) -> Callable[[str], str]:
+    conv = _converters.get(kind)
+    if conv is None:
         with _lock:
-            if _s2t is None:
+            conv = _converters.get(kind)
+            if conv is None:
                 from opencc import OpenCC
 
-                _s2t = OpenCC("s2t").convert
-    return _s2t(text)
+                conv = _converters[kind] = OpenCC(kind).convert
+    return conv
+
+
+def to_traditional(text: str) -> str:
+    """Simplified → traditional (OpenCC s2t)."""
+    if not text or text.isascii():
+        return text
+    return _convert("s2t")(text)
+
+
+def to_simplified(text: str) -> str:
+    """Traditional → simplified (OpenCC t2s)."""
+    if not text or text.isascii():
+        return text
+    return _convert("t2s")(text)

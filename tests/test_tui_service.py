@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from test_tui_support import JINGYESI, make_service
 
+from core.script import to_traditional
 from core.types import PoemRequest, RequestError, ShirenError
-from tui.service import ShirenService, format_export, local_user_name, to_traditional
+from tui.service import ShirenService, format_export, local_user_name
 
 
 def test_write_records_and_rates_into_the_feedback_data(tmp_path):

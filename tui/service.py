@@ -46,22 +46,6 @@ def local_user_name() -> str:
         return "local"
 
 
-_S2T: Callable[[str], str] | None = None
-_S2T_LOCK = threading.Lock()
-
-
-def to_traditional(text: str) -> str:
-    """Simplified → traditional (OpenCC s2t), loaded once, lazily."""
-    global _S2T
-    if _S2T is None:
-        with _S2T_LOCK:
-            if _S2T is None:
-                from opencc import OpenCC
-
-                _S2T = OpenCC("s2t").convert
-    return _S2T(text)
-
-
 def parse_int(value: str, what: str, lo: int, hi: int) -> int:
     try:
         n = int((value or "").strip())

@@ -9,8 +9,9 @@ from telegram.ext import ContextTypes
 
 from bot.handlers.common import command_text, current_user, db, edit, reply
 from bot.keyboards import history_keyboard
-from bot.render import render_history, to_simplified
+from bot.render import render_history
 from bot.texts import t
+from core.script import to_simplified
 
 HISTORY_TTL_S = 7 * 86400.0  # the /history search the ◀ ▶ buttons page through (bot_state "history")
 

@@ -21,11 +21,12 @@ from bot.keyboards import (
     poem_keyboard,
 )
 from bot.limits import CapacityError
-from bot.render import for_script, render_poem, to_simplified
+from bot.render import for_script, render_poem
 from bot.texts import t
 from bot.workers import Journal
 from core.forms import parse_form
 from core.gelv import cipai_patterns, top_cipai
+from core.script import to_simplified
 from core.types import FORMS, MAX_TITLE_CHARS, BusyError, PoemRequest, RequestError, ShirenError
 
 log = logging.getLogger("bot.poems")

@@ -13,10 +13,11 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, ProgressBar, Select, Static
 from textual.worker import get_current_worker
 
+from core.script import to_traditional
 from core.types import FORMS, PoemRequest, ShirenError
 from tui.screens.cipai_picker import CipaiPicker
 from tui.screens.explain import ExplainScreen
-from tui.service import StoredPoem, poem_heading, to_traditional
+from tui.service import StoredPoem, poem_heading
 from tui.widgets.nav_bar import NavBar
 from tui.widgets.poem_view import PoemView
 

@@ -11,7 +11,8 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from tui.service import StoredPoem, poem_heading, stars_text, to_traditional
+from core.script import to_traditional
+from tui.service import StoredPoem, poem_heading, stars_text
 
 _CLAUSE = re.compile(r"[^，。？！；、：]+")
 
