@@ -134,12 +134,10 @@ class Engine:
         n = self.cores.threads()
         if n == self.threads:
             return
-        lib = getattr(self.fast, "lib", None)
-        if lib is not None:
-            lib.shiren_set_threads(n)  # this thread's OpenMP teams (steps run on one thread)
-        lib = load_kernel()
-        if lib is not None and lib is not getattr(self.fast, "lib", None):
-            lib.shiren_set_threads(n)  # the C masks and sampler beside a torch forward
+        # This thread's OpenMP teams (steps run on one thread): the forward's kernel, and the masks' and
+        # sampler's (the same library, except beside a torch forward or a kernel built otherwise).
+        for lib in dict.fromkeys(x for x in (getattr(self.fast, "lib", None), load_kernel()) if x is not None):
+            lib.shiren_set_threads(n)
         if not isinstance(self.fast, CFastLlama):
             torch.set_num_threads(n)
         self.threads = n

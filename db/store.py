@@ -395,21 +395,7 @@ class Store:
             )
             s.add(req)
             s.flush()
-            rows = [
-                PoemRow(
-                    request_id=req.id,
-                    text=p.text,
-                    form=p.form or request.form,
-                    title=p.title,
-                    cipai=p.cipai,
-                    model_version=p.model_version or "",
-                    adapter_version=adapter_version,
-                    scores=dict(p.scores or {}),
-                    logprob=float(p.logprob),
-                    created=now,
-                )
-                for p in poems
-            ]
+            rows = [self._poem_row(p, req.id, request.form, adapter_version, now) for p in poems]
             s.add_all(rows)
             s.flush()
             return [r.id for r in rows]
@@ -425,22 +411,19 @@ class Store:
                 raise NotFoundError(f"no poem {source_id}")
             if owner != user_id:
                 raise ForbiddenError(f"poem {source_id} belongs to another user")
-            row = PoemRow(
-                request_id=src.request_id,
-                text=poem.text,
-                form=poem.form or src.form,
-                title=poem.title,
-                cipai=poem.cipai,
-                model_version=poem.model_version or "",
-                adapter_version=adapter_version,
-                scores=dict(poem.scores or {}),
-                logprob=float(poem.logprob),
-                created=utcnow(),
-                revised_from=source_id,
-            )
+            row = self._poem_row(poem, src.request_id, src.form, adapter_version, utcnow(), revised_from=source_id)
             s.add(row)
             s.flush()
             return row.id
+
+    @staticmethod
+    def _poem_row(poem: Poem, request_id: int, form: str, adapter_version: str | None, created: datetime,
+                  revised_from: int | None = None) -> PoemRow:
+        """The row of a generated poem (`form` where the poem names none)."""
+        return PoemRow(request_id=request_id, text=poem.text, form=poem.form or form, title=poem.title,
+                       cipai=poem.cipai, model_version=poem.model_version or "", adapter_version=adapter_version,
+                       scores=dict(poem.scores or {}), logprob=float(poem.logprob), created=created,
+                       revised_from=revised_from)
 
     def revisions(self, poem_id: int) -> list[int]:
         """Ids of the poems that revise this one, oldest first."""

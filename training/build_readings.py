@@ -29,43 +29,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections import Counter, defaultdict
 from pathlib import Path
 
 from core.gelv.patterns import jinti_templates, relaxed_positions
 from core.gelv.table import ping_groups, tone_classes
+from core.gelv.usage import wilson_upper
 from core.variants import normalise
+from training.clean import clauses
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "core" / "data" / "gelv" / "readings.json"
 FORMS = ("五绝", "七绝", "五律", "七律", "排律")
-Z95 = 1.6449  # one-sided 95%
-
-
-def wilson_upper(k: int, n: int, z: float = Z95) -> float:
-    """One-sided upper confidence bound of a binomial share k/n (Wilson score)."""
-    if n == 0:
-        return 1.0
-    p = k / n
-    den = 1 + z * z / n
-    centre = p + z * z / (2 * n)
-    rad = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return min(1.0, (centre + rad) / den)
-
-
-def _lines(text: str) -> list[str]:
-    out, cur = [], []
-    for ch in text:
-        if ch in "，。？！；：、\n":
-            if cur:
-                out.append("".join(cur))
-                cur = []
-        else:
-            cur.append(ch)
-    if cur:
-        out.append("".join(cur))
-    return out
 
 
 def _checked(chars: int, types: tuple[str, ...]) -> list[list[int]]:
@@ -169,7 +144,7 @@ def collect(dataset: Path) -> Stats:
                            total=t.num_rows, desc="readings", unit="poem", mininterval=1.0):
         if form not in FORMS:
             continue
-        lines = _lines(normalise(text))
+        lines = clauses(normalise(text))
         if not lines or len({len(x) for x in lines}) != 1 or len(lines[0]) not in (5, 7) or len(lines) % 2:
             continue
         st.poems["regulated"] += 1

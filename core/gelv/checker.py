@@ -68,7 +68,7 @@ class RareReading:
 
     line: int  # 0-based
     pos: int
-    char: str  # as written
+    char: str  # its standard form (the analysis reads variants so)
     kind: str  # "tone" | "rhyme"
     reading: str  # e.g. "仄（去声二十七沁）", "四支"
     uses: int

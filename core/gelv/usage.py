@@ -22,7 +22,7 @@ from typing import Any
 from core.gelv.table import CILIN_BU, GROUP_SECTION, ping_groups, readings, tone_classes, variant_targets
 from core.variants import standard_form
 
-_Z95 = 1.6449  # one-sided 95%, as the build script
+_Z95 = 1.6449  # one-sided 95%
 _DATA: dict[str, Any] | None = None
 _ALIAS: dict[str, str] = {}
 _TONES: dict[str, frozenset[str]] = {}
@@ -43,7 +43,8 @@ class Usage:
         return self.uses / self.of if self.of else 0.0
 
 
-def _wilson_upper(k: int, n: int) -> float:
+def wilson_upper(k: int, n: int) -> float:
+    """One-sided 95% upper confidence bound of a binomial share k/n (Wilson score)."""
     if n == 0:
         return 1.0
     p, z = k / n, _Z95
@@ -83,7 +84,7 @@ def tone_usage(ch: str, tone: str) -> Usage | None:
     if row is None:
         return None
     k, n = row[0 if tone == "平" else 1], row[0] + row[1]
-    return Usage(k, n, _wilson_upper(k, n) < d["threshold"]["tonal"])
+    return Usage(k, n, wilson_upper(k, n) < d["threshold"]["tonal"])
 
 
 def group_usage(ch: str, group: str) -> Usage | None:
@@ -94,7 +95,7 @@ def group_usage(ch: str, group: str) -> Usage | None:
         return None
     n = sum(v for g, v in row.items() if g != UNEXPLAINED)
     k = row.get(group, 0)
-    return Usage(k, n, _wilson_upper(k, n) < d["threshold"]["rhyme"])
+    return Usage(k, n, wilson_upper(k, n) < d["threshold"]["rhyme"])
 
 
 def common_tone_classes(ch: str) -> frozenset[str]:
