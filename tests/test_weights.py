@@ -369,3 +369,33 @@ def test_shipped_adapter_names_the_shipped_base():
     adapter = shipped_default()
     assert adapter is not None
     assert base_mismatch(adapter, paths.shipped_models_dir() / "base") == ""
+
+
+def test_merge_onto_a_bf16_base_is_rounded_to_bf16_and_the_fast_path_still_equals_the_reference(base, tmp_path):
+    """The shipped base is saved in bf16: merged matrices are rounded back to bf16 precision (as peft's
+    merge on a bf16 model), so the C kernel streams them as bf16, and the reference path (the HF model
+    built from the same numbers) still writes the same poems under a seed."""
+    from safetensors.torch import load_file, save_file
+
+    b16 = _copy(base, tmp_path / "b16")
+    sd = load_file(str(b16 / "model.safetensors"))
+    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in sd.items()}, str(b16 / "model.safetensors"),
+              metadata={"format": "pt"})
+    adapter = _make_adapter(b16, tmp_path / "adapter", seed=5)
+    exact = load_llama(b16).state_dict  # no adapter: the bf16 values, held as float32
+    merge_lora(exact, adapter)  # float32 merge, unrounded
+    lw = load_llama(b16, adapter)
+    assert lw.saved_dtype == torch.bfloat16
+    q = "model.layers.0.self_attn.q_proj.weight"
+    for k, v in lw.state_dict.items():
+        assert v.dtype == torch.float32 and torch.equal(v.to(torch.bfloat16).float(), v), k
+        # within half a bf16 ulp of the float32 merge
+        assert torch.allclose(v, exact[k], rtol=2 ** -8, atol=0), k
+    assert not torch.equal(lw.state_dict[q], exact[q])  # the rounding did happen (else this test proves nothing)
+    poet = Poet.load(b16, adapter=adapter, critic=None)
+    assert poet.engine is not None
+    if hasattr(poet.engine.fast, "layer_dtype"):  # the C kernel (the PyTorch forward keeps float32)
+        assert poet.engine.fast.layer_dtype == torch.bfloat16
+    for seed in range(3):
+        req = PoemRequest(form="五绝", seed=seed)
+        assert [p.text for p in poet.write(req)] == [p.text for p in poet.write_reference(req)]
