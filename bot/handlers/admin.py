@@ -14,8 +14,8 @@ from telegram.ext import ContextTypes
 from bot.handlers.common import current_user, db, reply, send
 from bot.texts import t
 from bot.workers import WORKER_PREFIX, reload_poet
+from db.leases import ROUND_LEASE, ROUND_LEASE_S
 from db.store import NotFoundError
-from training.feedback import ROUND_LEASE, ROUND_LEASE_S
 
 log = logging.getLogger("bot.admin")
 
