@@ -10,14 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from bot.workers import reload_poet
+from core.cpu_share import background_thread
 from db.leases import ROUND_LEASE, ROUND_LEASE_S
 
 log = logging.getLogger("bot.rounds")
 
 JOB_NAME = "feedback-round"
+
+
+def run_in_background(fn: Callable[[], Any]) -> Any:
+    """Run a round in this (worker) thread with its CPU counted as another process's (core.cpu_share):
+    poem requests meanwhile decode on the cores the round leaves free instead of waiting on its core."""
+    with background_thread():
+        return fn()
 
 
 async def scheduled_round(context: Any) -> None:
@@ -38,7 +47,7 @@ async def scheduled_round(context: Any) -> None:
         return
     d["retrain_running"] = True
     try:
-        result = await asyncio.to_thread(fn)
+        result = await asyncio.to_thread(run_in_background, fn)
         outcome = result.get("outcome") if isinstance(result, dict) else None
         log.info("scheduled feedback round: %s — %s", outcome, (result or {}).get("message", ""))
         if outcome == "promoted":
