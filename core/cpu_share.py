@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -48,17 +49,30 @@ _background: set[int] = set()  # native ids of this process's threads doing back
 _background_lock = threading.Lock()
 
 
+# While background work shares the interpreter, the GIL is handed over this often instead of every
+# 5 ms: a poem's decode loop takes the GIL back ~30 times (once a step), and each time it would wait up
+# to the whole interval behind the round's Python code (measured: docs/bench.md, "A feedback round").
+BACKGROUND_SWITCH_INTERVAL_S = 2e-4
+_saved_switch: list[float] = []
+
+
 @contextlib.contextmanager
 def background_thread() -> Iterator[None]:
-    """Count the CPU this thread uses meanwhile as another process's (see the module doc)."""
+    """Count the CPU this thread uses meanwhile as another process's, and hand the GIL over more
+    often while it runs (see the module doc)."""
     tid = threading.get_native_id()
     with _background_lock:
+        if not _background:
+            _saved_switch.append(sys.getswitchinterval())
+            sys.setswitchinterval(min(BACKGROUND_SWITCH_INTERVAL_S, _saved_switch[-1]))
         _background.add(tid)
     try:
         yield
     finally:
         with _background_lock:
             _background.discard(tid)
+            if not _background and _saved_switch:
+                sys.setswitchinterval(_saved_switch.pop())
 
 
 def _thread_ticks(tid: int) -> int | None:

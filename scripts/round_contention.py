@@ -7,7 +7,8 @@
 Simulated users rate poems into a fresh SQLite database (training.simulated_rater), then 七绝 n=1
 requests are timed three ways: idle; during a real feedback round run as before this change (torch's
 default threads, the decoder unaware of it); and during a round run as the bot runs it now (one core
-left free, the round's thread counted as another process's by core.cpu_share). Pause other heavy
+left free, the round's thread counted as another process's by core.cpu_share, the GIL handed over
+more often meanwhile). Pause other heavy
 processes first: they would be counted too.
 """
 
@@ -82,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         _time_requests(poet, 5, 0)  # warm
         res["idle"] = _percentiles(_time_requests(poet, a.requests, 100))
         print("idle", res["idle"], flush=True)
-        for name, threads, marked in (("round, before (all cores, unseen)", default_threads, False),
-                                      ("round, now (one core left, counted)", max(1, usable_cores() - 1), True)):
+        phases = [("round, before (all cores, unseen)", default_threads, False),
+                  ("round, now (one core left, counted, GIL handed over every 0.2 ms)",
+                   max(1, usable_cores() - 1), True)]
+        for name, threads, marked in phases:
             cfg = FeedbackConfig(max_steps=a.steps, threads=threads)
             box: dict = {}
 

@@ -63,8 +63,11 @@ def test_background_thread_registers_and_reads_the_threads_own_cpu():
     seen: dict[str, object] = {}
     stop = threading.Event()
 
+    before = sys.getswitchinterval()
+
     def work():
         with cpu_share.background_thread():
+            seen["switch"] = sys.getswitchinterval()
             seen["tid"] = threading.get_native_id()
             seen["inside"] = dict(cpu_share._background_ticks())
             t0 = time.thread_time()
@@ -79,6 +82,7 @@ def test_background_thread_registers_and_reads_the_threads_own_cpu():
     tid = seen["tid"]
     assert tid in seen["inside"] and seen["after"][tid] - seen["inside"][tid] >= 0.2 * cpu_share.CLK_TCK
     assert cpu_share._background_ticks() == {}  # unregistered on the way out
+    assert seen["switch"] == pytest.approx(cpu_share.BACKGROUND_SWITCH_INTERVAL_S) and sys.getswitchinterval() == before
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or cpu_share.usable_cores() < 2, reason="needs /proc and 2 cores")
