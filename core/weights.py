@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -119,6 +119,8 @@ class LoadedWeights:
     config: dict
     state_dict: dict[str, torch.Tensor]
     saved_dtype: torch.dtype
+    # Served in int8 (core.quant): name → (codes, row scales); `state_dict` holds their dequantized values.
+    quantized: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
     @property
     def shape(self) -> LlamaShape:
@@ -139,8 +141,15 @@ class LoadedWeights:
         return model.eval()
 
 
-def load_llama(model_dir: Path, adapter: Path | None = None) -> LoadedWeights:
-    """config.json + model.safetensors (+ a LoRA adapter merged in) from `model_dir`."""
+WEIGHT_FORMATS = ("bf16", "int8")
+
+
+def load_llama(model_dir: Path, adapter: Path | None = None, weights: str = "bf16") -> LoadedWeights:
+    """config.json + model.safetensors (+ a LoRA adapter merged in) from `model_dir`. `weights`: "bf16"
+    serves the saved (merged, rounded) weights; "int8" the layer projections as int8 codes and row
+    scales (core.quant), every path computing with their dequantized values."""
+    if weights not in WEIGHT_FORMATS:
+        raise WeightsError(f"unknown weight format {weights!r} (choose from {', '.join(WEIGHT_FORMATS)})")
     from safetensors.torch import load_file
 
     try:
@@ -153,4 +162,11 @@ def load_llama(model_dir: Path, adapter: Path | None = None) -> LoadedWeights:
     sd = {k: v.float() for k, v in sd.items()}
     if adapter is not None:
         merge_lora(sd, adapter, round_to=saved if saved in (torch.bfloat16, torch.float16) else None)
-    return LoadedWeights(config, sd, saved)
+    quantized: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    if weights == "int8":
+        from core.quant import dequantize, is_layer_linear, quantize_rows
+
+        for k in [k for k in sd if is_layer_linear(k)]:
+            quantized[k] = quantize_rows(sd[k])
+            sd[k] = dequantize(*quantized[k])
+    return LoadedWeights(config, sd, saved, quantized)
