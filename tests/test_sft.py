@@ -111,3 +111,43 @@ def test_store_lists_request_conditions(tmp_path):
         uid = store.ensure_user("telegram", "1")
         store.record_poems(uid, PoemRequest(form="七绝", title="春夜", keywords=("明月",), seed=1), [])
         assert store.request_conditions() == [{"title": "春夜", "keywords": ["明月"], "acrostic": "", "first_line": ""}]
+
+
+def test_an_interrupted_sft_run_resumes_exactly(tmp_path):
+    """Killed after step 3 (a checkpoint every step), then run again: the same LoRA weights and losses
+    as a run that never stopped; a checkpoint of other settings is refused."""
+    from peft import get_peft_model_state_dict
+
+    from training.checkpoint import CheckpointError
+
+    ex = build_examples(ROWS[:3] * 8, seed=1)
+    cfg = SFTConfig(max_steps=6, batch_size=4, lr=1e-2, warmup_steps=1, eval_every=3, bf16=False, ckpt_minutes=0)
+
+    def fresh():
+        return tiny_model_and_tokenizer(n_chars=800, n_embd=32, n_layer=1)
+
+    m, tok = fresh()
+    straight, h1 = train_sft(m, tok, ex, ex[:4], cfg, progress=False)
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_4(row):
+        if row.get("step") == 4:
+            raise Killed
+
+    ckpt = tmp_path / "ckpt"
+    m, tok = fresh()
+    with pytest.raises(Killed):
+        train_sft(m, tok, ex, ex[:4], cfg, progress=False, log=kill_at_4, ckpt_dir=ckpt)
+    assert json.loads((ckpt / "sft_run.json").read_text())["step"] == 3
+    m, tok = fresh()
+    resumed, h2 = train_sft(m, tok, ex, ex[:4], cfg, progress=False, ckpt_dir=ckpt)
+    assert h2["resumes"] == [3]
+    a, b = get_peft_model_state_dict(straight), get_peft_model_state_dict(resumed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["train_loss"] for r in h1["steps"]] == [r["train_loss"] for r in h2["steps"]]
+    assert h1["valid_loss_after"] == h2["valid_loss_after"]
+    m, tok = fresh()
+    with pytest.raises(CheckpointError, match="another SFT run.*lr"):
+        train_sft(m, tok, ex, ex[:4], SFTConfig(**{**cfg.__dict__, "lr": 5e-3}), progress=False, ckpt_dir=ckpt)

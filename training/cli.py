@@ -192,8 +192,11 @@ def sft(
     mix: str = typer.Option("default", help="Request mix: default (title alone most common) or db (measured "
                                              "from stored requests, when there are at least 200)."),
     seed: int = typer.Option(0),
+    threads: int = typer.Option(0, help="torch threads (0: all cores; 1 is faster beside another job)."),
+    ckpt_minutes: float = typer.Option(10.0, help="Save the resumable state this often (SHIREN_HOME/runs/sft-NAME)."),
 ) -> None:
-    """LoRA-fine-tune the base model to follow requests (title, keywords, acrostic, first line)."""
+    """LoRA-fine-tune the base model to follow requests (title, keywords, acrostic, first line).
+    Resumable: the same command again continues from the last checkpoint."""
     import math
     import platform
 
@@ -235,16 +238,27 @@ def sft(
     valid_ex = build_examples(valid_rows, seed + 1, wl, request_mix)[:valid_examples]
     if epochs > 0:
         steps = max(1, math.ceil(epochs * len(train_ex) / batch))
-    cfg = SFTConfig(rank=rank, lr=lr, batch_size=batch, max_steps=steps, seed=seed)
-    typer.echo(f"{len(train_ex):,} train examples, {len(valid_ex):,} valid; training {steps} steps")
-    peft_model, hist = train_sft(model, tok, train_ex, valid_ex, cfg)
+    cfg = SFTConfig(rank=rank, lr=lr, batch_size=batch, max_steps=steps, seed=seed, threads=threads,
+                    ckpt_minutes=ckpt_minutes)
+    from core.adapters import base_ref
+
+    ckpt = paths.data_home() / "runs" / f"sft-{name}" / "ckpt"
+    typer.echo(f"{len(train_ex):,} train examples, {len(valid_ex):,} valid; training {steps} steps "
+               f"(resumable: {ckpt})")
+    ident = {"base": base_ref(base), "mix": dict(request_mix.shares), "n_cipai": n_cipai,
+             "valid_examples": len(valid_ex)}
+    peft_model, hist = train_sft(model, tok, train_ex, valid_ex, cfg, ckpt_dir=ckpt, run_identity=ident,
+                                 log=lambda r: typer.echo(f"resumed at step {r['resumed_at']}")
+                                 if "resumed_at" in r else None)
     info = {"train_examples": len(train_ex), "valid_examples": len(valid_ex), "forms": list(SFT_FORMS),
             "cipai": len(wl), "examples_seen": steps * batch, "epochs": round(steps * batch / len(train_ex), 3),
             "request_mix": dict(request_mix.shares),
             "hardware": f"{platform.machine()} CPU × {torch.get_num_threads()} threads"}
-    from core.adapters import base_ref
-
+    info["resumed_at_steps"] = hist.get("resumes", [])
     save_adapter(peft_model, out, base_ref(base), cfg, hist, info)
+    import shutil
+
+    shutil.rmtree(ckpt.parent, ignore_errors=True)  # the adapter is the artefact now; a rerun starts afresh
     typer.echo(f"adapter saved to {out}: valid loss {hist['valid_loss_before']:.3f} → {hist['valid_loss_after']:.3f}")
 
 

@@ -2,6 +2,12 @@
 
 The adapter is saved as an immutable peft artefact: adapter_config.json, adapter_model.safetensors
 and a README.md card naming the base model, the data and the losses.
+
+Resumable, like pretraining: with a checkpoint dir, every `ckpt_minutes` the LoRA weights
+(safetensors), the optimizer, scheduler and RNG state (`trainer_state.pt`, read back with
+`weights_only=True`) and the history go there atomically; the same call again continues at the
+saved step with the same data order (the examples are built from a seed), so a full pass over the
+instruction set can span several sittings.
 """
 
 from __future__ import annotations
@@ -36,6 +42,63 @@ class SFTConfig:
     seed: int = 0
     bf16: bool = True
     targets: tuple[str, ...] = field(default_factory=tuple)
+    ckpt_minutes: float = 10.0  # how often a resumable run saves its state
+    threads: int = 0  # torch threads (0: all cores; on a shared machine 1 is faster, docs/training.md)
+
+    def identity(self) -> dict:
+        """What a checkpoint must agree on to be resumed (not how often it saves, nor threads)."""
+        d = asdict(self)
+        d.pop("ckpt_minutes")
+        d.pop("threads")
+        d["targets"] = list(d["targets"])
+        return d
+
+
+SFT_STATE_FILE = "trainer_state.pt"
+SFT_META_FILE = "sft_run.json"
+LORA_FILE = "lora.safetensors"
+
+
+def save_sft_checkpoint(ckpt_dir: Path, model, opt, sched, step: int, hist: dict, identity: dict) -> None:
+    """The run's state, atomically (a kill leaves the previous checkpoint whole)."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    with atomic_dir(ckpt_dir) as tmp:
+        lora = {k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(model).items()}
+        save_file(lora, str(tmp / LORA_FILE), metadata={"format": "pt"})
+        torch.save({"step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "torch_rng": torch.get_rng_state()}, tmp / SFT_STATE_FILE)
+        (tmp / SFT_META_FILE).write_text(json.dumps({"step": step, "identity": identity, "history": hist},
+                                                    ensure_ascii=False, indent=1), "utf-8")
+
+
+def load_sft_checkpoint(ckpt_dir: Path, model, opt, sched, identity: dict) -> tuple[int, dict] | None:
+    """Restore a run's state into `model`/`opt`/`sched`: (step, history), or None where there is none.
+    A checkpoint of another run (other data, base or settings) is refused with a clear message."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from training.checkpoint import CheckpointError
+
+    if not (ckpt_dir / SFT_META_FILE).exists():
+        return None
+    try:
+        meta = json.loads((ckpt_dir / SFT_META_FILE).read_text("utf-8"))
+        lora = load_file(str(ckpt_dir / LORA_FILE))
+        state = torch.load(ckpt_dir / SFT_STATE_FILE, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 — any parse failure means a corrupt checkpoint
+        raise CheckpointError(f"SFT checkpoint {ckpt_dir} is corrupt or unreadable: {type(e).__name__}: {e}") from e
+    if meta.get("identity") != identity:
+        diff = sorted(k for k in set(identity) | set(meta.get("identity") or {})
+                      if identity.get(k) != (meta.get("identity") or {}).get(k))
+        raise CheckpointError(f"{ckpt_dir} holds another SFT run (differs in {', '.join(diff)}); "
+                              "remove it or use another --name")
+    set_peft_model_state_dict(model, lora)
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["step"]), meta["history"]
 
 
 def lora_model(base, cfg: SFTConfig):
@@ -86,12 +149,14 @@ def eval_loss(model, examples, tokenizer, cfg: SFTConfig, device) -> float:
     return tot / max(1, n)
 
 
-def train_sft(base, tokenizer, train_ex, valid_ex, cfg: SFTConfig, progress: bool = True, log=None):
-    """Train a LoRA adapter; returns (peft model, history of metrics)."""
+def train_sft(base, tokenizer, train_ex, valid_ex, cfg: SFTConfig, progress: bool = True, log=None,
+              ckpt_dir: Path | None = None, run_identity: dict | None = None):
+    """Train a LoRA adapter; returns (peft model, history of metrics). With `ckpt_dir`, resumable (see
+    the module doc); `run_identity` adds what else the checkpoint must match (the base, the data)."""
     from tqdm import tqdm
 
     torch.manual_seed(cfg.seed)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(cfg.threads or max(1, os.cpu_count() or 1))
     device = next(base.parameters()).device
     model = lora_model(base, cfg)
     model.train()
@@ -99,9 +164,19 @@ def train_sft(base, tokenizer, train_ex, valid_ex, cfg: SFTConfig, progress: boo
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.warmup_steps, cfg.max_steps, 0.1))
-    hist = {"valid_loss_before": eval_loss(model, valid_ex, tokenizer, cfg, device), "steps": []}
-    bar = tqdm(range(cfg.max_steps), disable=not progress, unit="step", mininterval=2.0)
-    t0 = time.time()
+    identity = {**cfg.identity(), **(run_identity or {}), "train_examples": len(train_ex)}
+    resumed = load_sft_checkpoint(Path(ckpt_dir), model, opt, sched, identity) if ckpt_dir else None
+    if resumed is not None:
+        start, hist = resumed
+        hist.setdefault("resumes", []).append(start)
+        if log:
+            log({"resumed_at": start})
+    else:
+        start, hist = 0, {"valid_loss_before": eval_loss(model, valid_ex, tokenizer, cfg, device), "steps": []}
+    bar = tqdm(range(start, cfg.max_steps), initial=start, total=cfg.max_steps, disable=not progress, unit="step",
+               mininterval=2.0)
+    t0 = time.time() - (hist["steps"][-1]["time"] if hist["steps"] else 0.0)
+    last_ckpt = time.time()
     for step in bar:
         i = (step * cfg.batch_size) % max(1, len(train_ex) - cfg.batch_size + 1)
         x, y = collate(train_ex[i : i + cfg.batch_size], tokenizer, cfg.max_len)
@@ -118,6 +193,9 @@ def train_sft(base, tokenizer, train_ex, valid_ex, cfg: SFTConfig, progress: boo
         if log:
             log(row)
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        if ckpt_dir and (time.time() - last_ckpt > cfg.ckpt_minutes * 60 or step + 1 == cfg.max_steps):
+            save_sft_checkpoint(Path(ckpt_dir), model, opt, sched, step + 1, hist, identity)
+            last_ckpt = time.time()
     hist["valid_loss_after"] = hist["steps"][-1].get("valid_loss")
     hist["seconds"] = round(time.time() - t0, 1)
     return model, hist
