@@ -48,7 +48,7 @@ REVISION_DRAFTS = 16
 GUARANTEES = ("format", "rhyme", "rhyme_common", "tone_relaxed", "tone_relaxed_common")
 # Cache rows of the engine (the most candidate rows decoding at once). On the CPU a step's cost grows
 # with its rows (docs/bench.md); on a GPU a step costs about the same at 1 row and hundreds, so the
-# batcher there is given room for many requests per step (256 rows: a 1 GB KV cache for the shipped model).
+# batcher there is given room for many requests per step (256 rows: a 0.5 GB KV cache for the shipped model).
 CPU_MAX_ROWS, CUDA_MAX_ROWS = 64, 256
 
 
