@@ -34,7 +34,7 @@ def resolve_device(pref: str | torch.device | None = None) -> torch.device:
     if name == "cuda" or name.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise DeviceError(f"{ENV}/--device asks for {name}, but torch sees no CUDA device "
-                              f"(torch {torch.__version__}; a CPU build of torch has no CUDA: see README, GPU)")
+                              f"(torch {torch.__version__}; a CPU build of torch has no CUDA: see README, On a GPU)")
         try:
             dev = canonical(name)
         except RuntimeError as e:

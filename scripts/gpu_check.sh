@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check, in one short go (a few minutes) on a machine with an NVIDIA GPU:
 #   1. the facts: nvidia-smi, torch's CUDA build, the device;
-#   2. the GPU tests (tests/test_device.py: the CUDA cases must run, not skip);
+#   2. the GPU tests (the CUDA cases must run, not skip);
 #   3. `shiren bench --quick`, whose GPU rows follow the CPU ones.
 # Results go to $OUT (default: a fresh temp dir): facts.txt, tests.txt, bench.txt, bench.json, bench.md.
 # Fails loudly (exit 2) when torch sees no CUDA device: on a GPU machine that is the thing to fix.
@@ -55,15 +55,19 @@ if ! "$PY" -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
   exit 2
 fi
 
-echo "== GPU tests (tests/test_device.py)" | tee "$OUT/tests.txt"
-timeout 150 "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_device.py 2>&1 | tee -a "$OUT/tests.txt"
+# tests/test_device.py (the engine, the critic and the bench rows on cpu, cpu-plain and cuda), and the
+# other CUDA cases: the critic's masked-LM training and a feedback round on the GPU.
+echo "== GPU tests" | tee "$OUT/tests.txt"
+timeout 150 "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_device.py \
+  tests/test_critic_mlm.py::test_trains_on_cuda_and_loads_on_the_cpu tests/test_feedback_round.py::test_round_on_cuda \
+  2>&1 | tee -a "$OUT/tests.txt"
 if grep -q "SKIPPED" "$OUT/tests.txt"; then
   echo "gpu_check: some tests were skipped on a CUDA machine (see $OUT/tests.txt)" >&2
   exit 1
 fi
 
 echo "== shiren bench --quick (CPU rows, then the GPU rows)" | tee "$OUT/bench.txt"
-COLUMNS=140 timeout 240 "$PY" -m core.cli bench --quick --out "$OUT/bench.json" --markdown "$OUT/bench.md" 2>&1 \
+COLUMNS=140 timeout 180 "$PY" -m core.cli bench --quick --out "$OUT/bench.json" --markdown "$OUT/bench.md" 2>&1 \
   | tee -a "$OUT/bench.txt"
 "$PY" -c "import json, sys; sys.exit('gpu' not in json.load(open(sys.argv[1])))" "$OUT/bench.json" \
   || { echo "gpu_check: the bench has no GPU rows" >&2; exit 1; }
