@@ -41,6 +41,7 @@ from bot.handlers import (
     start,
 )
 from bot.limits import ConcurrencyCap, RateLimiter
+from bot.rounds import schedule_rounds
 from bot.workers import new_worker_id, run_ticks, stop_ticks, tick
 
 log = logging.getLogger("bot")
@@ -111,11 +112,13 @@ def build_application(
     store: Any = None,
     retrain: Callable[[], dict] | None = None,
     reload: Callable[[], None] | None = None,
+    scheduled_round: Callable[[], dict] | None = None,
     set_commands: bool = True,
 ) -> Application:
     """The configured PTB Application. `poet`/`store` None: loaded/opened in post_init (and closed
     in post_shutdown). `retrain`: optional sync `() -> dict` for /retrain; `reload`: optional sync hook
-    run after /model promote|rollback."""
+    run after /model promote|rollback; `scheduled_round`: optional sync `() -> dict`, the round run
+    every SHIREN_FEEDBACK_EVERY_HOURS (bot.rounds)."""
     install_log_redaction(config.token)
     app = (
         ApplicationBuilder()
@@ -138,6 +141,7 @@ def build_application(
         cap=ConcurrencyCap(config.max_concurrent, ttl_s=config.generation_timeout + 60.0),
         retrain=retrain,
         reload=reload,
+        scheduled_round=scheduled_round,
         retrain_running=False,
         set_commands=set_commands,
     )
@@ -216,12 +220,12 @@ async def _post_init(app: Application) -> None:
     await tick(app)  # heartbeat (and perhaps leadership) before the first update
     d["ticker"] = asyncio.create_task(run_ticks(app), name="worker-ticks")
     every = float(os.environ.get("SHIREN_FEEDBACK_EVERY_HOURS") or 0)
-    if every > 0 and app.job_queue is not None:
-        from training.feedback import schedule_feedback
-
-        # Periodic preference tuning from users' ratings (skipped while too few are new).
-        schedule_feedback(app.job_queue, every, int(os.environ.get("SHIREN_FEEDBACK_MIN_RATINGS") or 20))
+    if every > 0 and app.job_queue is not None and d.get("scheduled_round") is not None:
+        # Periodic preference tuning from users' ratings (the round skips itself while too few are new).
+        schedule_rounds(app.job_queue, every)
         log.info("feedback rounds every %.1f h", every)
+    elif every > 0:
+        log.warning("SHIREN_FEEDBACK_EVERY_HOURS is set but this bot was started without a feedback round")
     if d.get("set_commands"):
         try:
             await app.bot.set_my_commands([BotCommand(c, desc) for c, desc in COMMANDS])
@@ -260,10 +264,12 @@ def setup_logging(config: BotConfig, level: int = logging.INFO) -> None:
     install_log_redaction(config.token)
 
 
-def main(config: BotConfig, *, poet: Any = None, store: Any = None, retrain=None, reload=None) -> None:
+def main(config: BotConfig, *, poet: Any = None, store: Any = None, retrain=None, reload=None,
+         scheduled_round=None) -> None:
     """Run until interrupted: long polling by default, a webhook when config.webhook_url is set."""
     setup_logging(config)
-    app = build_application(config, poet=poet, store=store, retrain=retrain, reload=reload)
+    app = build_application(config, poet=poet, store=store, retrain=retrain, reload=reload,
+                            scheduled_round=scheduled_round)
     allowed = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.INLINE_QUERY]
     if config.webhook_url:
         if importlib.util.find_spec("tornado") is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional  # noqa: UP035 — Typer reads these annotations
 
@@ -55,14 +56,21 @@ def bot(
     except ShirenError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None
-    from training.feedback import bot_round
+    from core.cpu_share import usable_cores
+    from training.feedback import FeedbackConfig, bot_round
+
+    # Scheduled rounds (SHIREN_FEEDBACK_EVERY_HOURS) skip themselves below this many new ratings.
+    min_new = int(os.environ.get("SHIREN_FEEDBACK_MIN_RATINGS") or 20)
+    # A round trains beside the poem requests: it keeps one core free for them (docs/bench.md).
+    round_cfg = FeedbackConfig(threads=max(1, usable_cores() - 1))
 
     def reload():
         """Load the poet again with the now-active adapter (after /model promote, rollback or /retrain)."""
         return load_poet(config.model_dir, store)
 
     try:
-        main(config, poet=poet, store=store, retrain=lambda: bot_round(store), reload=reload)
+        main(config, poet=poet, store=store, retrain=lambda: bot_round(store, config=round_cfg), reload=reload,
+             scheduled_round=lambda: bot_round(store, min_new_ratings=min_new, config=round_cfg))
     except InvalidToken:
         typer.echo("error: Telegram rejected TELEGRAM_BOT_TOKEN (revoked or mistyped?) — check it with "
                    "@BotFather", err=True)

@@ -71,7 +71,7 @@ def run_bench(model_dir: Path | None = None, n_latency: int = 50, quick: bool = 
     fast = poet.engine.fast if poet.engine is not None else None
     res["model"] = {"version": poet.version, "params": n_params(poet.model), "fast_engine": fast is not None,
                     "forward": {"CFastLlama": "C kernel", "FastLlama": "torch"}.get(type(fast).__name__, "HF"),
-                    "dtype": str(getattr(fast, "dtype", "")).removeprefix("torch."),
+                    "dtype": str(getattr(fast, "layer_dtype", getattr(fast, "dtype", ""))).removeprefix("torch."),
                     "isa": fast.lib.shiren_isa().decode() if hasattr(fast, "lib") else "torch"}
     n = 10 if quick else n_latency
     poet.write(PoemRequest(form="七绝", seed=0))  # warm-up

@@ -350,18 +350,41 @@ class Engine:
             else:
                 feeding.append(job)
                 toks.append(tok)
+        chunks = [t[:, None] for t in toks]
+        run = {self._forced_run(j) for j in feeding}
+        if len(run) == 1 and (r := run.pop()) > 0:
+            # The next r slots of every job are known already (punctuation, fixed or repeated chars): feed
+            # them with this token in one forward. At n=1 a step costs one pass over the weights whatever
+            # T is, so a 七绝 takes 3 forwards fewer (of ~33). Only when every job has the same run: a
+            # batch of mixed jobs keeps one forward per step instead of one per run length.
+            extra = [self._choose_all(feeding) for _ in range(r)]
+            chunks = [torch.stack([t] + [e[i] for e in extra], 1) for i, t in enumerate(toks)]
+            done = [j for j in feeding if j.done]  # the run reached the end: nothing more to feed
+            for j in done:
+                finished.append(j)
+                self.release(j)
+            chunks = [c for j, c in zip(feeding, chunks, strict=True) if not j.done]
+            feeding = [j for j in feeding if not j.done]
         if len(feeding) == 1:  # one request (a CLI call): no concatenation
             j = feeding[0]
-            self._feed(feeding, toks[0][:, None], j.rows, torch.full((j.n_rows,), j.pos, dtype=torch.long))
-            j.pos += 1
+            self._feed(feeding, chunks[0], j.rows, torch.full((j.n_rows,), j.pos, dtype=torch.long))
+            j.pos += chunks[0].shape[1]
         elif feeding:
-            tokens = torch.cat(toks)[:, None]  # (B, 1)
+            tokens = torch.cat(chunks)  # (B, T)
             rows = torch.cat([j.rows for j in feeding])
             start = torch.cat([torch.full((j.n_rows,), j.pos, dtype=torch.long) for j in feeding])
             self._feed(feeding, tokens, rows, start)
             for j in feeding:
-                j.pos += 1
+                j.pos += tokens.shape[1]
         return finished
+
+    @staticmethod
+    def _forced_run(job: Job) -> int:
+        """How many slots from the job's current one need no sampling (up to its end)."""
+        n, fl = 0, job.pt.forced_list
+        while job.slot + n < len(fl) and fl[job.slot + n] != SAMPLED:
+            n += 1
+        return n
 
     def _feed(self, jobs: list[Job], tokens: torch.Tensor, rows: torch.Tensor, start: torch.Tensor) -> None:
         """One forward for these jobs' rows; the output projection (a third of a step) only for the jobs

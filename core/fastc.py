@@ -196,6 +196,23 @@ def panels(w: torch.Tensor, dtype: torch.dtype, width: int = 32) -> torch.Tensor
     return padded.view(-1, width, n_in).transpose(1, 2).contiguous()  # (P, in, 32)
 
 
+def panels_q8(q: torch.Tensor, scale: torch.Tensor, width: int = 32) -> torch.Tensor:
+    """int8 codes (out, in) and row scales (out,) as the kernel reads them (decode.c: q8_scales): the
+    int8 panels (ceil(out/32), in, 32), then at the next 64-byte boundary the scales, zero-padded."""
+    out, n_in = q.shape
+    p = (out + width - 1) // width
+    padded = torch.zeros((p * width, n_in), dtype=torch.int8)
+    padded[:out] = q
+    codes = padded.view(-1, width, n_in).transpose(1, 2).contiguous().view(-1).view(torch.uint8)
+    off = (codes.numel() + 63) // 64 * 64
+    sc = torch.zeros(p * width, dtype=torch.float32)
+    sc[:out] = scale
+    buf = torch.zeros(off + sc.numel() * 4, dtype=torch.uint8)
+    buf[: codes.numel()] = codes
+    buf[off:] = sc.view(torch.uint8)
+    return buf
+
+
 def _lossless_bf16(ts: list[torch.Tensor]) -> bool:
     """Whether these weights are exactly representable in bf16 (the shipped base is saved in bf16)."""
     return all(torch.equal(t.to(torch.bfloat16).float(), t.float()) for t in ts)
@@ -208,7 +225,10 @@ class CFastLlama:
     same numbers."""
 
     def __init__(self, lib: ctypes.CDLL, shape: LlamaShape, state_dict: dict[str, torch.Tensor],
-                 max_rows: int = 64, max_len: int | None = None, dtype: torch.dtype = torch.float32):
+                 max_rows: int = 64, max_len: int | None = None, dtype: torch.dtype = torch.float32,
+                 q8: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None):
+        """`q8`: int8 codes and row scales (core.quant) of every layer projection, whose dequantized
+        values `state_dict` holds: the layers then stream int8 (the same numbers)."""
         if dtype not in (torch.float32, torch.bfloat16):
             raise ValueError(f"the C kernel takes float32 or bfloat16 weights, not {dtype}")
         self.lib, self.shape, self.dtype = lib, shape, dtype
@@ -220,12 +240,21 @@ class CFastLlama:
         head_dtype = torch.bfloat16 if dtype == torch.bfloat16 or _lossless_bf16(
             [sd["model.embed_tokens.weight"], head_w]) else torch.float32
         layer_keys = [k for k in sd if k.startswith("model.layers.") and k.endswith("proj.weight")]
-        if dtype == torch.float32 and _lossless_bf16([sd[k] for k in layer_keys]):
+        q8 = {k.removeprefix("base_model.model."): v for k, v in (q8 or {}).items()}
+        if q8 and set(layer_keys) <= set(q8):
+            dtype = torch.int8
+        elif dtype == torch.float32 and _lossless_bf16([sd[k] for k in layer_keys]):
             dtype = torch.bfloat16
         self.head_dtype, self.layer_dtype = head_dtype, dtype
 
+        def cat(names: list[str]) -> torch.Tensor:
+            """The kernel's panels of these (out, in) matrices stacked along out."""
+            if dtype == torch.int8:
+                return panels_q8(torch.cat([q8[n][0] for n in names], 0), torch.cat([q8[n][1] for n in names]))
+            return panels(torch.cat([sd[n] for n in names], 0), dtype)
+
         def wt(name: str) -> torch.Tensor:
-            return panels(sd[name], dtype)
+            return cat([name])
 
         def f32(name: str) -> torch.Tensor:
             return sd[name].float().contiguous()
@@ -242,15 +271,15 @@ class CFastLlama:
         keep.append(self.kv)
         for i in range(shape.n_layer):
             p = f"model.layers.{i}."
-            qkv = torch.cat([sd[p + f"self_attn.{n}_proj.weight"] for n in "qkv"], 0)  # (out, in)
-            gu = torch.cat([sd[p + "mlp.gate_proj.weight"], sd[p + "mlp.up_proj.weight"]], 0)
-            keep += [f32(p + "input_layernorm.weight"), panels(qkv, dtype), wt(p + "self_attn.o_proj.weight"),
-                     f32(p + "post_attention_layernorm.weight"), panels(gu, dtype),
-                     wt(p + "mlp.down_proj.weight")]
+            qkv = cat([p + f"self_attn.{n}_proj.weight" for n in "qkv"])  # (out, in) stacked
+            gu = cat([p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"])
+            keep += [f32(p + "input_layernorm.weight"), qkv, wt(p + "self_attn.o_proj.weight"),
+                     f32(p + "post_attention_layernorm.weight"), gu, wt(p + "mlp.down_proj.weight")]
         self._keep = keep  # the C side holds raw pointers into these
         self._ptrs = (ctypes.c_void_p * len(keep))(*[t.data_ptr() for t in keep])
         self._dims = _Dims(shape.n_layer, shape.n_head, shape.n_kv_head, hd, shape.n_embd, shape.intermediate,
-                           shape.vocab_size, max_rows, self.max_len, int(dtype == torch.bfloat16),
+                           shape.vocab_size, max_rows, self.max_len, {torch.float32: 0, torch.bfloat16: 1,
+                                                                      torch.int8: 2}[dtype],
                            int(head_dtype == torch.bfloat16), shape.rms_eps)
 
     def reset(self) -> None:
@@ -299,4 +328,5 @@ def fast_llama(shape: LlamaShape, state_dict: dict[str, torch.Tensor], **kw):
     lib = load_kernel()
     if lib is not None:
         return CFastLlama(lib, shape, state_dict, **kw)
+    kw.pop("q8", None)  # the PyTorch forward computes with the dequantized values `state_dict` holds
     return FastLlama(shape, state_dict, **kw)

@@ -40,6 +40,8 @@ log = logging.getLogger("shiren.poet")
 # Candidates the decoder draws per requested poem when a critic chooses among them (docs/critic.md:
 # the measured trade-off of K against latency).
 DEFAULT_CANDIDATES = 8
+# How the layers of a Llama model are served (core.weights.WEIGHT_FORMATS; docs/bench.md, "A larger model").
+DEFAULT_WEIGHTS = "int8"  # 4e-5 nats/char dearer than bf16 on valid, ~10% faster at n=1
 # Weight of the critic's score (a logit) beside the mean log-likelihood per char when ranking.
 CRITIC_WEIGHT = 1.0
 # What a mend must keep: every one of these the draft had holds on the mended poem too.
@@ -53,13 +55,16 @@ CPU_MAX_ROWS, CUDA_MAX_ROWS = 64, 256
 
 
 def make_engine(shape: LlamaShape, state_dict: dict[str, torch.Tensor], vi: VocabIndex,
-                device: torch.device, max_rows: int | None = None) -> Engine:
+                device: torch.device, max_rows: int | None = None,
+                q8: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> Engine:
     """The decode engine for `device`: on the CPU the C kernel where it builds (else the PyTorch forward
     and rules, as today); on a GPU the PyTorch forward, masks and sampler on the device's tensors.
-    float32 either way: the numbers of the reference path, so a seed gives the same poems on the CPU
-    (on a GPU, see docs/bench.md: other summation orders can flip a near-tie)."""
+    float32 arithmetic either way, on the reference path's numbers, so a seed gives the same poems on
+    the CPU (on a GPU, see docs/bench.md: other summation orders can flip a near-tie). `q8`: the int8
+    codes of int8-served layers, which the C kernel streams; the PyTorch forward (and so a GPU) computes
+    with the dequantized values `state_dict` holds: the same numbers."""
     if device.type == "cpu":
-        return Engine(fast_llama(shape, state_dict, max_rows=max_rows or CPU_MAX_ROWS), EngineVocab(vi))
+        return Engine(fast_llama(shape, state_dict, max_rows=max_rows or CPU_MAX_ROWS, q8=q8), EngineVocab(vi))
     fast = FastLlama(shape, state_dict, max_rows=max_rows or CUDA_MAX_ROWS, device=device)
     return Engine(fast, EngineVocab(vi, device=device))
 
@@ -113,7 +118,8 @@ class Poet:
         else:
             shape = None
         if shape is not None:
-            self.engine = make_engine(shape, sd, self.vi, self.device)
+            q8 = self._weights.quantized if self._weights is not None else None
+            self.engine = make_engine(shape, sd, self.vi, self.device, q8=q8)
             if self.device.type != "cpu":
                 log.info("decoding on %s: %s", self.device, describe(self.device))
         self.candidates = max(1, candidates)
@@ -146,12 +152,14 @@ class Poet:
     # ---- loading -------------------------------------------------------------------------
     @classmethod
     def load(cls, model_dir: Path | None = None, adapter: Path | str | None = "auto",
-             critic: Path | str | None = "auto", **kw) -> Poet:
+             critic: Path | str | None = "auto", weights: str | None = None, **kw) -> Poet:
         """Base model (default: SHIREN_MODEL_DIR or the shipped models/base) plus a LoRA adapter:
         "auto" takes the active one (core.adapters.resolve_adapter), None the bare base model.
         `critic`: "auto" the shipped one (SHIREN_CRITIC_DIR, or models/critic once its card says it is
         promoted; missing or not promoted → one log line and no critic), "on" the shipped one regardless,
         a path, or None (no critic).
+        `weights`: how a Llama model's layers are served, "bf16" or "int8" (core.quant; default
+        SHIREN_WEIGHTS, else DEFAULT_WEIGHTS).
         A Llama model loads without transformers or peft (core.weights), others through transformers."""
         import json
 
@@ -181,7 +189,8 @@ class Poet:
             except Exception as e:  # noqa: BLE001
                 raise ModelLoadError(f"cannot load the tokenizer at {model_dir}: {e}") from e
             try:
-                model = load_llama(model_dir, Path(adapter) if adapter is not None else None)
+                model = load_llama(model_dir, Path(adapter) if adapter is not None else None,
+                                   weights=weights or os.environ.get("SHIREN_WEIGHTS") or DEFAULT_WEIGHTS)
             except WeightsError as e:
                 raise ModelLoadError(str(e)) from e
         else:

@@ -3,7 +3,11 @@ a LoRA adapter merged by hand, the tokenizer through `tokenizers`. Importing tra
 costs ~3 s and ~200 MB, most of `shiren write`'s cold start; the decode engine needs neither.
 
 The merge is peft's: W + (lora_alpha / r) · B @ A on every targeted linear (rsLoRA: alpha / sqrt(r)),
-done in float32 (tests/test_weights.py checks it against `PeftModel.merge_and_unload`).
+done in float32 (tests/test_weights.py checks it against `PeftModel.merge_and_unload`), and rounded
+to the base's saved dtype when that is bf16/fp16 (the shipped base is bf16), as peft's merge is on a
+model loaded in that dtype. Why: at n=1 a decode step is bound by streaming the weights from cache,
+and the C kernel streams bf16-exact matrices as bf16, half the bytes of float32; the reference path
+(`hf_model()`) is built from the same rounded numbers, so a seed still gives the same poems on both.
 The HF model is still there when wanted (`LoadedWeights.hf_model()`: the reference path, benchmarks).
 """
 
@@ -11,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -72,8 +76,9 @@ def _pattern_value(pattern: dict, module: str, default):
     return default
 
 
-def merge_lora(state_dict: dict[str, torch.Tensor], adapter: Path) -> None:
-    """Merge the LoRA adapter at `adapter` into `state_dict` (float32, in place)."""
+def merge_lora(state_dict: dict[str, torch.Tensor], adapter: Path, round_to: torch.dtype | None = None) -> None:
+    """Merge the LoRA adapter at `adapter` into `state_dict` (float32, in place); with `round_to`
+    (bf16 / fp16) each merged matrix is rounded to that dtype's precision, still held as float32."""
     from safetensors.torch import load_file
 
     cfg = read_adapter_config(adapter)
@@ -103,16 +108,19 @@ def merge_lora(state_dict: dict[str, torch.Tensor], adapter: Path) -> None:
         delta = ab["B"].float() @ ab["A"].float()  # (out, r) @ (r, in)
         if delta.shape != w.shape:
             raise WeightsError(f"{adapter} does not fit this base model ({short}: {tuple(delta.shape)} vs {tuple(w.shape)})")
-        state_dict[key] = w.float() + scale * delta
+        merged = w.float() + scale * delta
+        state_dict[key] = merged.to(round_to).float() if round_to is not None else merged
 
 
 @dataclass
 class LoadedWeights:
-    """A Llama model's config and (LoRA-merged, float32) weights, plus where they came from."""
+    """A Llama model's config and (LoRA-merged, float32-held) weights, plus where they came from."""
 
     config: dict
     state_dict: dict[str, torch.Tensor]
     saved_dtype: torch.dtype
+    # Served in int8 (core.quant): name → (codes, row scales); `state_dict` holds their dequantized values.
+    quantized: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
     @property
     def shape(self) -> LlamaShape:
@@ -133,8 +141,15 @@ class LoadedWeights:
         return model.eval()
 
 
-def load_llama(model_dir: Path, adapter: Path | None = None) -> LoadedWeights:
-    """config.json + model.safetensors (+ a LoRA adapter merged in) from `model_dir`."""
+WEIGHT_FORMATS = ("bf16", "int8")
+
+
+def load_llama(model_dir: Path, adapter: Path | None = None, weights: str = "bf16") -> LoadedWeights:
+    """config.json + model.safetensors (+ a LoRA adapter merged in) from `model_dir`. `weights`: "bf16"
+    serves the saved (merged, rounded) weights; "int8" the layer projections as int8 codes and row
+    scales (core.quant), every path computing with their dequantized values."""
+    if weights not in WEIGHT_FORMATS:
+        raise WeightsError(f"unknown weight format {weights!r} (choose from {', '.join(WEIGHT_FORMATS)})")
     from safetensors.torch import load_file
 
     try:
@@ -146,5 +161,12 @@ def load_llama(model_dir: Path, adapter: Path | None = None) -> LoadedWeights:
     saved = next(iter(sd.values())).dtype
     sd = {k: v.float() for k, v in sd.items()}
     if adapter is not None:
-        merge_lora(sd, adapter)
-    return LoadedWeights(config, sd, saved)
+        merge_lora(sd, adapter, round_to=saved if saved in (torch.bfloat16, torch.float16) else None)
+    quantized: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    if weights == "int8":
+        from core.quant import dequantize, is_layer_linear, quantize_rows
+
+        for k in [k for k in sd if is_layer_linear(k)]:
+            quantized[k] = quantize_rows(sd[k])
+            sd[k] = dequantize(*quantized[k])
+    return LoadedWeights(config, sd, saved, quantized)

@@ -42,6 +42,49 @@ def test_own_work_is_not_counted_as_another_process(monkeypatch):
     assert fc.threads() == 2
 
 
+def test_a_background_thread_of_this_process_counts_as_another_process(monkeypatch):
+    """Fake readings: this process used 180 of 200 jiffies, 90 of them in a background thread (a
+    feedback round): that thread holds a core, so one decode thread."""
+    ticks = iter([(0, 0), (180, 200)])
+    own = iter([0, 180])
+    bg = iter([{7: 10}, {7: 100}])
+    monkeypatch.setattr(cpu_share, "_machine_busy_ticks", lambda: next(ticks))
+    monkeypatch.setattr(cpu_share, "_own_ticks", lambda: next(own))
+    monkeypatch.setattr(cpu_share, "_background_ticks", lambda: next(bg))
+    monkeypatch.setattr(cpu_share.os, "cpu_count", lambda: 2)
+    fc = FreeCores(max_threads=2, interval_s=0.0)
+    assert fc.threads() == 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc")
+def test_background_thread_registers_and_reads_the_threads_own_cpu():
+    import threading
+
+    seen: dict[str, object] = {}
+    stop = threading.Event()
+
+    before = sys.getswitchinterval()
+
+    def work():
+        with cpu_share.background_thread():
+            seen["switch"] = sys.getswitchinterval()
+            seen["tid"] = threading.get_native_id()
+            seen["inside"] = dict(cpu_share._background_ticks())
+            t0 = time.thread_time()
+            while time.thread_time() - t0 < 0.3:  # a real 0.3 s of this thread's CPU
+                pass
+            seen["after"] = dict(cpu_share._background_ticks())
+        stop.set()
+
+    th = threading.Thread(target=work)
+    th.start()
+    th.join(10)
+    tid = seen["tid"]
+    assert tid in seen["inside"] and seen["after"][tid] - seen["inside"][tid] >= 0.2 * cpu_share.CLK_TCK
+    assert cpu_share._background_ticks() == {}  # unregistered on the way out
+    assert seen["switch"] == pytest.approx(cpu_share.BACKGROUND_SWITCH_INTERVAL_S) and sys.getswitchinterval() == before
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux") or cpu_share.usable_cores() < 2, reason="needs /proc and 2 cores")
 def test_a_real_busy_process_is_seen():
     fc = FreeCores(interval_s=0.0)

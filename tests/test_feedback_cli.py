@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from types import SimpleNamespace
-
 import typer
 from typer.testing import CliRunner
 
@@ -76,31 +73,3 @@ def test_bot_round_and_tui_round(tmp_path, monkeypatch):
         res = fb.tui_round(store, lambda f, line: seen.append((f, line)), base_dir=tmp_path / "no-model")
         assert res["outcome"] == "failed" and "no model" in res["message"]
         assert store.list_runs()[0].outcome == "failed" and seen[-1][0] == 1.0
-
-
-def test_schedule_feedback_runs_rounds_in_the_job_queue(tmp_path, monkeypatch):
-    calls = []
-
-    def fake_round(store, **kw):
-        calls.append(kw)
-        return fb.FeedbackResult("promoted", "ok", adapter="fb-x")
-
-    monkeypatch.setattr(fb, "run_feedback_round", fake_round)
-    jobs = []
-    queue = SimpleNamespace(run_repeating=lambda cb, **kw: jobs.append((cb, kw)) or "job")
-    reloaded = []
-    assert fb.schedule_feedback(queue, 12, min_new_ratings=7, on_promoted=lambda: reloaded.append(1)) == "job"
-    cb, kw = jobs[0]
-    assert kw["interval"] == 12 * 3600 and kw["name"] == "feedback-round"
-    app = SimpleNamespace(bot_data={"store": "STORE", "retrain_running": False})
-    asyncio.run(cb(SimpleNamespace(application=app)))
-    assert calls == [{"min_new_ratings": 7}] and reloaded == [1] and app.bot_data["retrain_running"] is False
-    app.bot_data["retrain_running"] = True  # /retrain is running: the scheduled round waits for next time
-    asyncio.run(cb(SimpleNamespace(application=app)))
-    assert len(calls) == 1
-    app.bot_data.update(retrain_running=False, leader=False)  # another bot worker leads (bot.workers)
-    asyncio.run(cb(SimpleNamespace(application=app)))
-    assert len(calls) == 1
-    app.bot_data["leader"] = True
-    asyncio.run(cb(SimpleNamespace(application=app)))
-    assert len(calls) == 2

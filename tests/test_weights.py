@@ -132,7 +132,7 @@ def test_poet_load_with_adapter_writes_like_peft(base, tmp_path):
     from transformers import AutoTokenizer
 
     adapter = _make_adapter(base, tmp_path / "adapter", seed=4)
-    fast = Poet.load(model_dir=base, adapter=adapter, critic=None)
+    fast = Poet.load(model_dir=base, adapter=adapter, critic=None, weights="bf16")  # the merge itself, unquantized
     ref = Poet(_peft_merged(base, adapter), AutoTokenizer.from_pretrained(str(base)), conditioned=True)
     try:
         assert isinstance(fast.tokenizer, CharTokenizer)
@@ -369,3 +369,60 @@ def test_shipped_adapter_names_the_shipped_base():
     adapter = shipped_default()
     assert adapter is not None
     assert base_mismatch(adapter, paths.shipped_models_dir() / "base") == ""
+
+
+def test_merge_onto_a_bf16_base_is_rounded_to_bf16_and_the_fast_path_still_equals_the_reference(base, tmp_path):
+    """The shipped base is saved in bf16: merged matrices are rounded back to bf16 precision (as peft's
+    merge on a bf16 model), so the C kernel streams them as bf16, and the reference path (the HF model
+    built from the same numbers) still writes the same poems under a seed."""
+    from safetensors.torch import load_file, save_file
+
+    b16 = _copy(base, tmp_path / "b16")
+    sd = load_file(str(b16 / "model.safetensors"))
+    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in sd.items()}, str(b16 / "model.safetensors"),
+              metadata={"format": "pt"})
+    adapter = _make_adapter(b16, tmp_path / "adapter", seed=5)
+    exact = load_llama(b16).state_dict  # no adapter: the bf16 values, held as float32
+    merge_lora(exact, adapter)  # float32 merge, unrounded
+    lw = load_llama(b16, adapter)
+    assert lw.saved_dtype == torch.bfloat16
+    q = "model.layers.0.self_attn.q_proj.weight"
+    for k, v in lw.state_dict.items():
+        assert v.dtype == torch.float32 and torch.equal(v.to(torch.bfloat16).float(), v), k
+        # within half a bf16 ulp of the float32 merge
+        assert torch.allclose(v, exact[k], rtol=2 ** -8, atol=0), k
+    assert not torch.equal(lw.state_dict[q], exact[q])  # the rounding did happen (else this test proves nothing)
+    poet = Poet.load(b16, adapter=adapter, critic=None, weights="bf16")
+    assert poet.engine is not None
+    if hasattr(poet.engine.fast, "layer_dtype"):  # the C kernel (the PyTorch forward keeps float32)
+        assert poet.engine.fast.layer_dtype == torch.bfloat16
+    for seed in range(3):
+        req = PoemRequest(form="五绝", seed=seed)
+        assert [p.text for p in poet.write(req)] == [p.text for p in poet.write_reference(req)]
+
+
+def test_int8_weights_one_definition_for_every_path(base, good_adapter):
+    """Served in int8 (core.quant): the layer projections are int8 codes × row scales; the state dict
+    (hence the HF reference model) holds exactly those dequantized values, the C kernel streams the
+    codes, and a seed gives the same poems on the fast and the reference path."""
+    from core.quant import dequantize, is_layer_linear
+
+    bf = load_llama(base, good_adapter)
+    q8 = load_llama(base, good_adapter, weights="int8")
+    layer = [k for k in q8.state_dict if is_layer_linear(k)]
+    assert layer and set(q8.quantized) == set(layer)
+    for k in layer:
+        codes, scale = q8.quantized[k]
+        assert codes.dtype == torch.int8 and int(codes.abs().max()) <= 127
+        assert torch.equal(q8.state_dict[k], dequantize(codes, scale))
+        # at most half a step of the row's scale from the unquantized weight
+        assert float(((q8.state_dict[k] - bf.state_dict[k]).abs() / scale[:, None]).max()) <= 0.5 + 1e-4
+    assert torch.equal(q8.state_dict["model.embed_tokens.weight"], bf.state_dict["model.embed_tokens.weight"])
+    poet = Poet.load(base, adapter=good_adapter, critic=None, weights="int8")
+    if hasattr(poet.engine.fast, "layer_dtype"):  # the C kernel
+        assert poet.engine.fast.layer_dtype == torch.int8
+    for seed in range(3):
+        req = PoemRequest(form="七绝", seed=seed)
+        assert [p.text for p in poet.write(req)] == [p.text for p in poet.write_reference(req)]
+    with pytest.raises(WeightsError, match="unknown weight format"):
+        load_llama(base, weights="int4")

@@ -45,8 +45,6 @@ from training.metrics import bootstrap_ci
 
 KIND = "feedback"
 LOCK_NAME = "feedback.lock"
-ROUND_LEASE = "feedback-round"  # in bot_leases: a round in progress on some bot worker
-ROUND_LEASE_S = 6 * 3600.0  # a round's lease outlives any round; a dead worker's expires
 OK_OUTCOMES = ("promoted", "candidate")
 Progress = Callable[[float, str], None]
 
@@ -536,45 +534,3 @@ def bot_round(store=None, *, min_new_ratings: int = 0, on_promoted: Callable[[],
         out["candidate"] = {k: r.metrics["candidate"].get(k)
                             for k in ("format", "rhyme", "tone", "repeat", "preference")}
     return out
-
-
-def schedule_feedback(job_queue, interval_hours: float, min_new_ratings: int = 20, *, store=None,
-                      on_promoted: Callable[[], None] | None = None, first_seconds: float = 600.0, **kw):
-    """Run a round every `interval_hours` inside PTB's JobQueue (in a worker thread, never blocking the
-    event loop). Rounds with too few new ratings are skipped; an overlapping round (the lock) is skipped."""
-    import asyncio
-    import logging
-
-    log = logging.getLogger("training.feedback")
-
-    async def _job(context) -> None:
-        st = store if store is not None else context.application.bot_data.get("store")
-        if context.application.bot_data.get("leader") is False:  # bot.workers: one worker runs rounds
-            log.debug("scheduled feedback round: not the leader")
-            return
-        if context.application.bot_data.get("retrain_running"):
-            log.info("scheduled feedback round skipped: /retrain is running")
-            return
-        holder = context.application.bot_data.get("worker", "bot")
-        # Across bot workers (bot.workers): one round at a time, be it scheduled or a /retrain.
-        if hasattr(st, "acquire_lease") and not await asyncio.to_thread(st.acquire_lease, ROUND_LEASE, holder,
-                                                                        ROUND_LEASE_S):
-            log.info("scheduled feedback round skipped: a round runs on another worker")
-            return
-        context.application.bot_data["retrain_running"] = True
-        try:
-            r = await asyncio.to_thread(run_feedback_round, st, min_new_ratings=min_new_ratings, **kw)
-            log.info("scheduled feedback round: %s — %s", r.outcome, r.message)
-            if r.outcome == "promoted" and on_promoted is not None:
-                await asyncio.to_thread(on_promoted)
-        except FeedbackBusyError as e:
-            log.info("scheduled feedback round skipped: %s", e)
-        except Exception:  # noqa: BLE001 — a scheduled job must never take the bot down
-            log.exception("scheduled feedback round failed")
-        finally:
-            context.application.bot_data["retrain_running"] = False
-            if hasattr(st, "release_lease"):
-                await asyncio.to_thread(st.release_lease, ROUND_LEASE, holder)
-
-    return job_queue.run_repeating(_job, interval=interval_hours * 3600.0, first=first_seconds,
-                                   name="feedback-round")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.cpu_share import background_thread
 from core.types import Poem, PoemRequest, RequestError, ShirenError
 
 if TYPE_CHECKING:
@@ -337,7 +338,8 @@ class ShirenService:
         """One feedback fine-tuning round (slow; call from a worker)."""
         if self.retrain is None:
             raise ShirenError("feedback training is not available in this installation")
-        result = self.retrain(progress)
+        with background_thread():  # poems written meanwhile leave the round its core (core.cpu_share)
+            result = self.retrain(progress)
         return dict(result or {})
 
 

@@ -12,10 +12,11 @@ from telegram import Update
 from telegram.ext import ContextTypes
 
 from bot.handlers.common import current_user, db, reply, send
+from bot.rounds import run_in_background
 from bot.texts import t
 from bot.workers import WORKER_PREFIX, reload_poet
+from db.leases import ROUND_LEASE, ROUND_LEASE_S
 from db.store import NotFoundError
-from training.feedback import ROUND_LEASE, ROUND_LEASE_S
 
 log = logging.getLogger("bot.admin")
 
@@ -57,7 +58,7 @@ async def retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
     async def run() -> None:
         try:
-            result = await asyncio.to_thread(fn)
+            result = await asyncio.to_thread(run_in_background, fn)
             if isinstance(result, dict) and result.get("outcome") == "promoted":
                 await _reload(context)  # serve the newly promoted adapter from now on
             await send(context, chat_id, t(st.lang, "retrain_done", result=escape(

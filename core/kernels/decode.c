@@ -7,7 +7,8 @@
  *
  * Layout: weights are transposed to (in, out) and cut into panels of 32 output columns, each panel
  * (in, 32) contiguous (out padded with zeros to a multiple of 32), so a block of the product streams
- * one contiguous panel; bf16 (raw uint16) or fp32. Activations and
+ * one contiguous panel; fp32, bf16 (raw uint16) or int8 with one float scale per output column (the
+ * scales follow the panels, see q8_scales; a product is scaled once, at its store). Activations and
  * the KV cache are fp32. kv: (n_layer, max_rows, max_len, 2, n_kv, hd), K then V.
  * Numerics follow HF LlamaForCausalLM: RMSNorm in fp32, rotate-half RoPE, softmax attention, SwiGLU.
  */
@@ -34,7 +35,7 @@
 #endif
 
 typedef struct {
-    int n_layer, n_head, n_kv, hd, d, ff, vocab, max_rows, max_len, wbf16, head_bf16; /* weight dtypes */
+    int n_layer, n_head, n_kv, hd, d, ff, vocab, max_rows, max_len, wbf16, head_bf16; /* weight dtypes: W_* */
     float eps;
 } Dims;
 
@@ -43,6 +44,16 @@ typedef struct {
  * wgu_t (d, 2ff) gate then up, wdown_t (ff, d). Norm weights are fp32. */
 enum { P_EMBED, P_LMHEAD, P_NORM, P_COS, P_SIN, P_KV, P_LAYER0 };
 enum { L_LN1, L_QKV, L_WO, L_LN2, L_GU, L_DOWN, L_N };
+
+enum { W_F32 = 0, W_BF16 = 1, W_Q8 = 2 };
+
+/* An int8 matrix's column scales: float32, one per (padded) output column, after its panels at the next
+ * 64-byte boundary (core/fastc.py: panels_q8). NULL for the other dtypes. */
+static inline const float *q8_scales(const void *W, int wtype, int in, int out) {
+    if (wtype != W_Q8) return NULL;
+    size_t bytes = (size_t)((out + 31) / 32 * 32) * in;
+    return (const float *)((const char *)W + (bytes + 63) / 64 * 64);
+}
 
 static inline float bf16f(uint16_t b) {
     uint32_t u = (uint32_t)b << 16;
@@ -117,6 +128,8 @@ static void vexp(const float *x, float *y, int n, float sub) {
 /* y (N, out) = x (N, in) @ W (in, out), or y += … when acc. */
 #if defined(__AVX512F__)
 static inline __m512 loadw(const void *W, int wbf16, size_t idx, __mmask16 m) {
+    if (wbf16 == W_Q8)
+        return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const int8_t *)W + idx)));
     if (wbf16) {
         __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)W + idx);
         return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
@@ -127,7 +140,7 @@ static inline __m512 loadw(const void *W, int wbf16, size_t idx, __mmask16 m) {
 /* One block: rows n0 .. n0+nb-1 (nb <= 4) of y, output columns o .. o+31 (masks m0, m1 for the tail).
  * Accumulators are named registers: an indexed array of __m512 would spill to the stack. */
 static inline void block4(const float *xr, int nb, int in, const void *W, int wbf16, int out, int o,
-                          __mmask16 m0, __mmask16 m1, float *y, int acc) {
+                          __mmask16 m0, __mmask16 m1, float *y, int acc, const float *sc) {
     __m512 a00 = _mm512_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
     const float *x1 = xr + (nb > 1 ? in : 0), *x2 = xr + (nb > 2 ? 2 * in : 0), *x3 = xr + (nb > 3 ? 3 * in : 0);
     for (int i = 0; i < in; i++) {
@@ -144,6 +157,10 @@ static inline void block4(const float *xr, int nb, int in, const void *W, int wb
     for (int k = 0; k < nb; k++) {  /* rows past nb computed duplicates of row 0..: not stored */
         float *yr = y + (size_t)k * out + o;
         __m512 v0 = r[k][0], v1 = r[k][1];
+        if (sc) {
+            v0 = _mm512_mul_ps(v0, _mm512_loadu_ps(sc + o));
+            v1 = _mm512_mul_ps(v1, _mm512_loadu_ps(sc + o + 16));
+        }
         if (acc) {
             v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, yr));
             v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, yr + 16));
@@ -156,7 +173,7 @@ static inline void block4(const float *xr, int nb, int in, const void *W, int wb
 /* Eight rows at once: 16 accumulators, so each weight vector loaded feeds 8 FMAs (~1.35x the 4-row
  * block's rate at batch 64: 110 vs 85 GFLOP/s on one core here). */
 static inline void block8(const float *xr, int in, const void *W, int wbf16, int out, int o,
-                          __mmask16 m0, __mmask16 m1, float *y, int acc) {
+                          __mmask16 m0, __mmask16 m1, float *y, int acc, const float *sc) {
 #define Z8(k) __m512 c##k##0 = _mm512_setzero_ps(), c##k##1 = _mm512_setzero_ps();
     Z8(0) Z8(1) Z8(2) Z8(3) Z8(4) Z8(5) Z8(6) Z8(7)
     for (int i = 0; i < in; i++) {
@@ -167,9 +184,11 @@ static inline void block8(const float *xr, int in, const void *W, int wbf16, int
         F8(0) F8(1) F8(2) F8(3) F8(4) F8(5) F8(6) F8(7)
     }
 #define S8(k) { float *yr = y + (size_t)(k) * out + o; __m512 v0 = c##k##0, v1 = c##k##1; \
+                if (sc) { v0 = _mm512_mul_ps(v0, s0); v1 = _mm512_mul_ps(v1, s1); } \
                 if (acc) { v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, yr)); \
                            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, yr + 16)); } \
                 _mm512_mask_storeu_ps(yr, m0, v0); _mm512_mask_storeu_ps(yr + 16, m1, v1); }
+    __m512 s0 = sc ? _mm512_loadu_ps(sc + o) : _mm512_setzero_ps(), s1 = sc ? _mm512_loadu_ps(sc + o + 16) : s0;
     S8(0) S8(1) S8(2) S8(3) S8(4) S8(5) S8(6) S8(7)
 #undef Z8
 #undef F8
@@ -177,19 +196,23 @@ static inline void block8(const float *xr, int in, const void *W, int wbf16, int
 }
 
 static void matmul(const float *x, int N, int in, const void *W, int wbf16, int out, float *y, int acc) {
+    const float *sc = q8_scales(W, wbf16, in, out);
 #pragma omp parallel for schedule(static) if ((long)N * in * out >= PAR_MIN_WORK)
     for (int o = 0; o < out; o += 32) {
         int r0 = out - o >= 16 ? 16 : out - o, r1 = out - o - 16 >= 16 ? 16 : (out - o - 16 > 0 ? out - o - 16 : 0);
         __mmask16 m0 = (__mmask16)(r0 == 16 ? 0xFFFF : (1u << r0) - 1), m1 = (__mmask16)(r1 == 16 ? 0xFFFF : (1u << r1) - 1);
         int n0 = 0;
         for (; n0 + 8 <= N; n0 += 8)
-            block8(x + (size_t)n0 * in, in, W, wbf16, out, o, m0, m1, y + (size_t)n0 * out, acc);
+            block8(x + (size_t)n0 * in, in, W, wbf16, out, o, m0, m1, y + (size_t)n0 * out, acc, sc);
         for (; n0 < N; n0 += 4)
-            block4(x + (size_t)n0 * in, N - n0 < 4 ? N - n0 : 4, in, W, wbf16, out, o, m0, m1, y + (size_t)n0 * out, acc);
+            block4(x + (size_t)n0 * in, N - n0 < 4 ? N - n0 : 4, in, W, wbf16, out, o, m0, m1, y + (size_t)n0 * out, acc,
+                   sc);
     }
 }
 #elif defined(SHIREN_AVX2)
 static inline __m256 loadw8(const void *W, int wbf16, size_t idx) {
+    if (wbf16 == W_Q8)
+        return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)((const int8_t *)W + idx))));
     if (wbf16) {
         __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)W + idx));
         return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
@@ -213,7 +236,7 @@ static inline void store8(float *yr, __m256 v, int valid, int acc) {
  * weight vectors and a broadcast fill the 16 ymm registers, so each weight load feeds 6 row FMAs.
  * Rows past nb read row 0 again and are not stored. */
 static inline void block6(const float *xr, int nb, int in, const void *W, int wbf16, int out, int o, int h,
-                          float *y, int acc) {
+                          float *y, int acc, const float *sc) {
     const float *x1 = xr + (nb > 1 ? in : 0), *x2 = xr + (nb > 2 ? 2 * in : 0), *x3 = xr + (nb > 3 ? 3 * in : 0);
     const float *x4 = xr + (nb > 4 ? 4 * in : 0), *x5 = xr + (nb > 5 ? 5 * in : 0);
     __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
@@ -230,25 +253,28 @@ static inline void block6(const float *xr, int nb, int in, const void *W, int wb
     }
     __m256 r[6][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}, {a40, a41}, {a50, a51}};
     int v0 = out - (o + h), v1 = v0 - 8;
+    __m256 s0 = sc ? _mm256_loadu_ps(sc + o + h) : _mm256_setzero_ps(), s1 = sc ? _mm256_loadu_ps(sc + o + h + 8) : s0;
     for (int k = 0; k < nb; k++) {
         float *yr = y + (size_t)k * out + o + h;
-        store8(yr, r[k][0], v0, acc);
-        if (v1 > 0) store8(yr + 8, r[k][1], v1, acc);
+        store8(yr, sc ? _mm256_mul_ps(r[k][0], s0) : r[k][0], v0, acc);
+        if (v1 > 0) store8(yr + 8, sc ? _mm256_mul_ps(r[k][1], s1) : r[k][1], v1, acc);
     }
 }
 
 static void matmul(const float *x, int N, int in, const void *W, int wbf16, int out, float *y, int acc) {
+    const float *sc = q8_scales(W, wbf16, in, out);
 #pragma omp parallel for schedule(static) if ((long)N * in * out >= PAR_MIN_WORK)
     for (int o = 0; o < out; o += 32)
         for (int h = 0; h < 32 && o + h < out; h += 16)
             for (int n0 = 0; n0 < N; n0 += 6)
                 block6(x + (size_t)n0 * in, N - n0 < 6 ? N - n0 : 6, in, W, wbf16, out, o, h,
-                       y + (size_t)n0 * out, acc);
+                       y + (size_t)n0 * out, acc, sc);
 }
 #else
 /* Portable: the same panels, each row of a panel a contiguous run of 32 outputs (vectorised by the
  * compiler for whatever SIMD -march=native gives). */
 static void matmul(const float *x, int N, int in, const void *W, int wbf16, int out, float *y, int acc) {
+    const float *sc = q8_scales(W, wbf16, in, out);
 #pragma omp parallel for schedule(static) if ((long)N * in * out >= PAR_MIN_WORK)
     for (int o0 = 0; o0 < out; o0 += 32) {
         int w = out - o0 < 32 ? out - o0 : 32;
@@ -258,7 +284,10 @@ static void matmul(const float *x, int N, int in, const void *W, int wbf16, int 
             for (int i = 0; i < in; i++) {
                 float xv = xr[i];
                 size_t base = (size_t)o0 * in + (size_t)i * 32;
-                if (wbf16) {
+                if (wbf16 == W_Q8) {
+                    const int8_t *wr = (const int8_t *)W + base;
+                    for (int j = 0; j < 32; j++) a[j] += xv * (float)wr[j];
+                } else if (wbf16) {
                     const uint16_t *wr = (const uint16_t *)W + base;
                     for (int j = 0; j < 32; j++) a[j] += xv * bf16f(wr[j]);
                 } else {
@@ -267,6 +296,8 @@ static void matmul(const float *x, int N, int in, const void *W, int wbf16, int 
                 }
             }
             float *yr = y + (size_t)n * out + o0;
+            if (sc)
+                for (int j = 0; j < w; j++) a[j] *= sc[o0 + j];
             for (int j = 0; j < w; j++) yr[j] = acc ? yr[j] + a[j] : a[j];
         }
     }
