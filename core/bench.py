@@ -66,7 +66,8 @@ def run_bench(model_dir: Path | None = None, n_latency: int = 50, quick: bool = 
 
     res: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
                             f"{torch.get_num_threads()} threads", "cuda": torch.cuda.is_available()}
-    poet = Poet.load(model_dir, critic=None)  # the plain path; the critic's rows come after
+    # The CPU rows stay the CPU's on a GPU machine too (comparable with docs/bench.md); the GPU's follow.
+    poet = Poet.load(model_dir, critic=None, device="cpu")  # the plain path; the critic's rows come after
     fast = poet.engine.fast if poet.engine is not None else None
     res["model"] = {"version": poet.version, "params": n_params(poet.model), "fast_engine": fast is not None,
                     "forward": {"CFastLlama": "C kernel", "FastLlama": "torch"}.get(type(fast).__name__, "HF"),
@@ -90,6 +91,8 @@ def run_bench(model_dir: Path | None = None, n_latency: int = 50, quick: bool = 
         res[f"throughput_n{batch}"] = {"poems_per_s": batch / statistics.median(ts)}
         progress(f"七绝 n={batch}: {res[f'throughput_n{batch}']['poems_per_s']:.0f} poems/s")
     res.update(critic_bench(model_dir, n, quick, progress))
+    if torch.cuda.is_available():
+        res["gpu"] = device_speed(model_dir, "cuda", n, 2 if quick else 5, 5 if quick else 15, progress)
     poet.write_reference(PoemRequest(form="七绝", seed=0))  # builds the HF model (not timed)
     ref, same = [], []
     for i in range(5 if quick else 15):
@@ -202,7 +205,7 @@ def model_speed(model_dir: Path, n: int, reps: int) -> dict:
     from core.poet import Poet
     from training.model import n_params
 
-    poet = Poet.load(model_dir)
+    poet = Poet.load(model_dir, device="cpu")
     try:
         poet.write(PoemRequest(form="七绝", seed=0))  # warm-up
         out: dict = {"version": poet.version, "params": n_params(poet.model)}
@@ -211,6 +214,59 @@ def model_speed(model_dir: Path, n: int, reps: int) -> dict:
             out[f"latency_{form}"] = {"p50_ms": 1000 * statistics.median(lat), "p95_ms": 1000 * _pct(lat, 95)}
         ts = _time(lambda i: poet.write(PoemRequest(form="七绝", n=64, seed=i)), reps)
         out["throughput_n64"] = {"poems_per_s": 64 / statistics.median(ts)}
+        return out
+    finally:
+        poet.close()
+
+
+def device_speed(model_dir: Path | None, device: str, n: int, reps: int, n_same: int, progress=print) -> dict:
+    """The engine on `device` (the GPU's rows; any device works, so the tests run it on the CPU): 七绝 n=1
+    latency, n=64 throughput, n=256 (four n=64 requests decoding together, as the batcher feeds it), how
+    many seeds give the reference path's poems, and how many poems keep every guarantee."""
+    from core.device import describe
+    from core.poet import GUARANTEES, Poet
+
+    poet = Poet.load(model_dir, critic=None, device=device)
+    try:
+        fast = poet.engine.fast
+        forward = "C kernel" if type(fast).__name__ == "CFastLlama" else "torch"
+        rules = "C" if poet.engine.ev.c is not None else "torch"
+        out: dict = {"device": describe(poet.device), "max_rows": fast.max_rows,
+                     "path": f"{forward} forward {str(fast.dtype).removeprefix('torch.')}, {rules} masks and sampler"}
+        poems: list = []
+
+        def write(req: PoemRequest) -> None:
+            poems.extend(poet.write(req))
+
+        write(PoemRequest(form="七绝", seed=0))  # warm-up: CUDA context, kernels, allocator
+        write(PoemRequest(form="七绝", n=64, seed=0))
+        lat = _time(lambda i: write(PoemRequest(form="七绝", seed=i)), n)
+        out["latency_七绝"] = {"p50_ms": 1000 * statistics.median(lat), "p95_ms": 1000 * _pct(lat, 95), "n": n}
+        progress(f"{device} 七绝 n=1: p50 {out['latency_七绝']['p50_ms']:.1f} ms")
+        ts = _time(lambda i: write(PoemRequest(form="七绝", n=64, seed=i)), reps)
+        out["throughput_n64"] = {"poems_per_s": 64 / statistics.median(ts)}
+
+        def four(i: int) -> None:
+            reqs = [PoemRequest(form="七绝", n=64, seed=1000 * i + k) for k in range(4)]
+            jobs = [poet.make_job(r) for r in reqs]
+            with poet._lock:
+                poet.engine.run([j for _, j in jobs])
+            for req, job in jobs:
+                poems.extend(poet.finish_job(req, job))
+
+        ts = _time(four, reps)
+        out["throughput_n256"] = {"poems_per_s": 256 / statistics.median(ts), "one_batch": fast.max_rows >= 256}
+        progress(f"{device} 七绝 n=64: {out['throughput_n64']['poems_per_s']:.0f} poems/s, "
+                 f"n=256: {out['throughput_n256']['poems_per_s']:.0f} poems/s")
+        same = 0
+        for i in range(n_same):
+            r = PoemRequest(form="七绝", seed=i)
+            same += [p.text for p in poet.write_reference(r)] == [p.text for p in poet.write(r)]
+        out["fast_equals_reference"] = {"same_poems": same, "requests": n_same}
+        # What the decoder guarantees (form, rhyme, relaxed tone, by common readings too) on every poem written.
+        held = sum(all(p.scores.get(k) for k in GUARANTEES) for p in poems)
+        out["guarantees"] = {"held": held, "poems": len(poems)}
+        progress(f"{device}: same poems as the reference path {same}/{n_same}; guarantees held {held}/{len(poems)}")
         return out
     finally:
         poet.close()
@@ -250,13 +306,14 @@ def contended_latency(poet, n: int, progress=print) -> dict:
     a = out["adaptive"]
     out["p50_vs_idle"] = a["p50_ms"] / out["idle"]["p50_ms"]
     out["p95_vs_p50"] = a["p95_ms"] / a["p50_ms"]
+    return out
 
 
 def critic_bench(model_dir: Path | None, n: int, quick: bool, progress=print) -> dict:
     """The critic's path beside the plain one: 七绝 n=1 choosing among its drafts (and mending), and n=64."""
     from core.poet import Poet
 
-    poet = Poet.load(model_dir, critic="on")  # measured whether or not it is promoted
+    poet = Poet.load(model_dir, critic="on", device="cpu")  # measured whether or not it is promoted
     if poet.critic is None:
         poet.close()
         return {}
@@ -317,6 +374,18 @@ def bench_rows(res: dict) -> list[tuple[str, str, str]]:
         ]
 
 
+    if "gpu" in res:
+        g = res["gpu"]
+        rows += [
+            (f"GPU: {g['device']}", f"{g['path']}, {g['max_rows']} cache rows", ""),
+            ("  GPU 七绝 n=1 latency p50 / p95", f"{g['latency_七绝']['p50_ms']:.1f} / {g['latency_七绝']['p95_ms']:.1f} ms", ""),
+            ("  GPU 七绝 n=64 throughput", f"{g['throughput_n64']['poems_per_s']:.0f} poems/s", ""),
+            ("  GPU 七绝 n=256 throughput (4 × n=64 together)", f"{g['throughput_n256']['poems_per_s']:.0f} poems/s", ""),
+            ("  GPU same poems as the reference path (fixed seeds)",
+             f"{g['fast_equals_reference']['same_poems']} / {g['fast_equals_reference']['requests']}",
+             "most (numerics differ)"),
+            ("  GPU poems keeping every guarantee", f"{g['guarantees']['held']} / {g['guarantees']['poems']}", "all"),
+        ]
     if "critic_choose_mend_七绝" in res:
         k = res["critic_candidates"]
         for label, what in (("choose", f"choose among {k} drafts"), ("choose_mend", f"choose among {k} + mend")):

@@ -7,6 +7,11 @@ classes, used chars) lives in small tensors. A step is one forward for every row
 sampling call for all rows (C), or the same rules as tensor ops where the kernel is not built. Jobs
 of different forms and lengths join and leave the batch between steps (core.batcher). The masks are
 the same rules as core.generate (the reference path), applied to whole batches at once.
+
+On a GPU the same torch rules run on the device: EngineVocab(vi, device) holds its tensors there,
+each job's plan tensors and constraint state follow it (init_job), and the forward (FastLlama on the
+device) and the sampler (core.generate.sample → sample_torch) keep logits and tokens there. Each job's
+uniforms still come from its own CPU generator, so a seed draws the same numbers on every device.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from core.cpu_share import FreeCores
+from core.device import canonical
 from core.fastc import CConstraints, CFastLlama, c_sample, load_kernel
 from core.fastlm import FastLlama
 from core.generate import VocabIndex, sample
@@ -28,9 +34,13 @@ SAMPLED, COPIED = -1, -2  # PlanTensors.forced_list codes besides token ids
 class EngineVocab:
     """VocabIndex facts as dense tensors; rhyme classes of 近体 and 词 share one class axis."""
 
-    def __init__(self, vi: VocabIndex):
+    def __init__(self, vi: VocabIndex, device: torch.device | str = "cpu", kernel: bool = True):
+        """`device`: where the masks are computed (the engine's forward device). `kernel`: the C rules
+        where they build (CPU only); False keeps the torch rules, as a GPU runs them."""
         self.vi = vi
+        self.device = canonical(device)
         self.content, self.ping, self.ze = vi.content, vi.ping & vi.content, vi.ze & vi.content
+        self.any_p, self.any_z = vi.ping, vi.ze  # a char's tone classes by any reading (what _update reads)
         self.names = {k: vi.classes[k] for k in ("近体", "词")}
         self.offset = {"近体": 0, "词": len(self.names["近体"])}
         # Membership through a 平 / a 仄 reading (a 词 rhyme rhymes by the reading of its position's tone).
@@ -38,7 +48,11 @@ class EngineVocab:
                                       for t in ("平", "仄"))
         self.class_p_f, self.class_z_f = self.class_p.float(), self.class_z.float()
         self.n_classes = self.class_p.shape[0]
-        lib = load_kernel()  # the same rules in C, where it builds: ~100x fewer tensor ops per step
+        if self.device.type != "cpu":  # the same tensors on the device; the C rules read host memory only
+            for name in ("content", "ping", "ze", "any_p", "any_z", "class_p", "class_z", "class_p_f", "class_z_f"):
+                setattr(self, name, getattr(self, name).to(self.device))
+            kernel = False
+        lib = load_kernel() if kernel else None  # the same rules in C, where it builds: ~100x fewer tensor ops per step
         self.c = CConstraints(lib, self.content, self.ping, self.ze, self.class_p, self.class_z) \
             if lib is not None else None
 
@@ -57,6 +71,13 @@ class PlanTensors:
     def __post_init__(self) -> None:
         self.forced_list = [COPIED if c >= 0 else f for f, c in zip(self.forced.tolist(), self.copy_of or
                                                                   [-1] * len(self.forced), strict=True)]
+
+    def to(self, device: torch.device) -> PlanTensors:
+        """These tensors on `device` (self when they are there already)."""
+        if self.marks.device == device:
+            return self
+        return PlanTensors(self.forced.to(device), self.marks.to(device), self.rhyme.to(device), self.kind,
+                           self.fixed_chars.to(device), list(self.copy_of))
 
 
 def plan_tensors(plan: Plan, vi: VocabIndex) -> PlanTensors:
@@ -145,21 +166,23 @@ class Engine:
     # ---- admission --------------------------------------------------------------------
     def init_job(self, job: Job) -> None:
         ev, b, NT = self.ev, job.n_rows, job.plan.n_templates
+        dev = ev.device  # the constraint state lives where the masks are computed
+        job.pt = job.pt.to(dev)
         job.gen.manual_seed(job.seed)
-        job.alive = torch.zeros((b, NT), dtype=torch.bool)
+        job.alive = torch.zeros((b, NT), dtype=torch.bool, device=dev)
         job.alive[:, sorted(job.plan.templates)] = True
         names = ev.names[job.pt.kind]
         allowed = set(job.plan.groups) if job.plan.groups else set(names)
-        job.groups = torch.zeros((b, ev.n_classes), dtype=torch.bool)
+        job.groups = torch.zeros((b, ev.n_classes), dtype=torch.bool, device=dev)
         off = ev.offset[job.pt.kind]
         idx = [off + i for i, g in enumerate(names) if g in allowed]
         if idx:
             job.groups[:, idx] = True
-        job.used = torch.zeros((b, ev.vi.size), dtype=torch.bool)
+        job.used = torch.zeros((b, ev.vi.size), dtype=torch.bool, device=dev)
         job.used[:, job.pt.fixed_chars] = True
-        job.logprob = torch.zeros(b)
-        job.failed = torch.zeros(b, dtype=torch.bool)
-        job.out = torch.zeros((b, len(job.plan.slots)), dtype=torch.long)
+        job.logprob = torch.zeros(b, device=dev)
+        job.failed = torch.zeros(b, dtype=torch.bool, device=dev)
+        job.out = torch.zeros((b, len(job.plan.slots)), dtype=torch.long, device=dev)
 
     def can_admit(self, job: Job) -> bool:
         return len(self.free) >= job.n_rows
@@ -241,7 +264,7 @@ class Engine:
         if ev.c is not None:
             ev.c.update(marks, rh, tok, job.alive, job.groups, job.used, job.failed)
             return
-        tp, tz = ev.vi.ping[tok], ev.vi.ze[tok]  # (b,) the char's tone classes (any reading)
+        tp, tz = ev.any_p[tok], ev.any_z[tok]  # (b,) the char's tone classes (any reading)
         ok = marks[None, :, 2] | (marks[None, :, 0] & tp[:, None]) | (marks[None, :, 1] & tz[:, None])
         keep = job.alive & ok
         rhyming = keep & rh
@@ -262,7 +285,7 @@ class Engine:
         job.failed |= ~alive_any
         job.alive = torch.where(alive_any[:, None], keep, job.alive)
         content = ev.content[tok]
-        job.used[torch.arange(len(tok))[content], tok[content]] = True
+        job.used[torch.arange(len(tok), device=tok.device)[content], tok[content]] = True
 
     def choose(self, job: Job) -> torch.Tensor:
         """Tokens (b,) for the job's current slot, from its latest logits."""
@@ -277,7 +300,7 @@ class Engine:
         for i, job in enumerate(jobs):
             f = job.pt.forced_list[job.slot]
             if f >= 0:
-                toks[i] = torch.full((job.n_rows,), f, dtype=torch.long)
+                toks[i] = torch.full((job.n_rows,), f, dtype=torch.long, device=job.out.device)
                 if job.plan.slots[job.slot].kind == "char":
                     self._update(job, toks[i])
             elif f == COPIED:  # 叠句: every row repeats the char it wrote at the source slot
@@ -399,5 +422,6 @@ class Engine:
 
     @staticmethod
     def results(job: Job) -> list[tuple[list[int], RowResult]]:
-        return [(job.out[b].tolist(), RowResult(float(job.logprob[b]), job.n_sampled, bool(job.failed[b])))
-                for b in range(job.n_rows)]
+        # One host copy per tensor (a GPU job would otherwise sync once per row and field).
+        out, logprob, failed = job.out.tolist(), job.logprob.tolist(), job.failed.tolist()
+        return [(out[b], RowResult(logprob[b], job.n_sampled, failed[b])) for b in range(job.n_rows)]

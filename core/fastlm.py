@@ -16,6 +16,11 @@ share one decode batch (core.engine). It does no I/O: weights come in as a state
 
 Numerically it matches the HF model (tests/test_engine.py): to 1e-4 in float32; in bfloat16 (the
 shipped weights' dtype, and faster here: the CPU has avx512_bf16) to bf16 rounding.
+
+On a GPU (`device="cuda"`) the same code runs with plain matmuls (cuBLAS; the oneDNN packing is CPU-only),
+the weights, RoPE table and KV cache on the device; callers may pass rows and positions on the CPU (they
+are read on the host to pick the attention mask) and tokens on either. `fused=False` runs those plain
+matmuls on the CPU too, so the GPU's code path is tested on machines without one (tests/test_device.py).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from core.device import canonical
 
 
 @dataclass(frozen=True)
@@ -74,13 +81,13 @@ _ONEDNN: bool | None = None
 class Linear:
     """y = x @ W.T (W: (out, in)), pre-packed for oneDNN on CPU, with fused post-ops; plain torch elsewhere."""
 
-    def __init__(self, w: torch.Tensor, batch_hint: int = 4):
+    def __init__(self, w: torch.Tensor, batch_hint: int = 4, fused: bool = True):
         global _ONEDNN
         if _ONEDNN is None:
             _ONEDNN = _onednn_ok()
         self.out_features = w.shape[0]
         self.packed = None
-        if _ONEDNN and w.device.type == "cpu":
+        if fused and _ONEDNN and w.device.type == "cpu":
             self.packed = torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), batch_hint)
         else:
             self.wt = w.t().contiguous()  # (in, out)
@@ -130,8 +137,12 @@ class FastLlama:
     """Inference-only forward over a Llama state dict (HF names; LoRA already merged)."""
 
     def __init__(self, shape: LlamaShape, state_dict: dict[str, torch.Tensor], max_rows: int = 64,
-                 max_len: int | None = None, dtype: torch.dtype = torch.float32):
+                 max_len: int | None = None, dtype: torch.dtype = torch.float32,
+                 device: torch.device | str = "cpu", fused: bool = True):
+        """`device`: where weights, cache and compute live. `fused`: oneDNN-packed GEMMs with fused
+        post-ops where that works (the CPU); False: plain matmuls (what a GPU runs) everywhere."""
         self.shape = shape
+        self.device = canonical(device)
         self.n_layer, self.n_head, self.n_kv = shape.n_layer, shape.n_head, shape.n_kv_head
         self.d, self.hd, self.eps = shape.n_embd, shape.head_dim, shape.rms_eps
         self.max_len = max_len or shape.block_size
@@ -140,28 +151,32 @@ class FastLlama:
         sd = {k.removeprefix("base_model.model."): v.detach() for k, v in state_dict.items()}
 
         def w(name: str) -> torch.Tensor:
-            return sd[name].to(dtype)
+            return sd[name].to(self.device, dtype)
+
+        def lin(t: torch.Tensor) -> Linear:
+            return Linear(t, fused=fused)
 
         H, Hkv, hd = self.n_head, self.n_kv, self.hd
         pq, pk = _rotate_pairs_perm(H, hd), _rotate_pairs_perm(Hkv, hd)
         self.embed = w("model.embed_tokens.weight")  # (V, d)
         head = self.embed if shape.tie_embeddings or "lm_head.weight" not in sd else w("lm_head.weight")
-        self.lm_head = Linear(head)
+        self.lm_head = lin(head)
         self.layers: list[_Layer] = []
         for i in range(self.n_layer):
             p = f"model.layers.{i}."
-            qkv = torch.cat([w(p + "self_attn.q_proj.weight")[pq], w(p + "self_attn.k_proj.weight")[pk],
+            qkv = torch.cat([w(p + "self_attn.q_proj.weight")[pq.to(self.device)],
+                             w(p + "self_attn.k_proj.weight")[pk.to(self.device)],
                              w(p + "self_attn.v_proj.weight")], 0)  # ((H+2Hkv)·hd, d)
             self.layers.append(_Layer(
-                w(p + "input_layernorm.weight"), Linear(qkv), Linear(w(p + "self_attn.o_proj.weight")),
-                w(p + "post_attention_layernorm.weight"), Linear(w(p + "mlp.gate_proj.weight")),
-                Linear(w(p + "mlp.up_proj.weight")), Linear(w(p + "mlp.down_proj.weight"))))
+                w(p + "input_layernorm.weight"), lin(qkv), lin(w(p + "self_attn.o_proj.weight")),
+                w(p + "post_attention_layernorm.weight"), lin(w(p + "mlp.gate_proj.weight")),
+                lin(w(p + "mlp.up_proj.weight")), lin(w(p + "mlp.down_proj.weight"))))
         self.norm = w("model.norm.weight")
         inv = 1.0 / (shape.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))  # (hd/2,)
         freqs = torch.outer(torch.arange(self.max_len, dtype=torch.float32), inv)  # (T, hd/2)
-        self.cis = torch.polar(torch.ones_like(freqs), freqs)  # (T, hd/2) complex64
+        self.cis = torch.polar(torch.ones_like(freqs), freqs).to(self.device)  # (T, hd/2) complex64
         self.vocab_size = self.embed.shape[0]
-        self._ar = torch.arange(self.max_len)
+        self._ar = torch.arange(self.max_len, device=self.device)
         self.reset()
 
     @classmethod
@@ -171,7 +186,8 @@ class FastLlama:
 
     def reset(self) -> None:
         # (layer, row, position, [K | V] features): one write and one read per layer and step.
-        self.kv = torch.zeros((self.n_layer, self.max_rows, self.max_len, 2 * self.n_kv * self.hd), dtype=self.dtype)
+        self.kv = torch.zeros((self.n_layer, self.max_rows, self.max_len, 2 * self.n_kv * self.hd), dtype=self.dtype,
+                              device=self.device)
 
     def _rms(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return F.rms_norm(x, (self.d,), w, self.eps)
@@ -184,7 +200,10 @@ class FastLlama:
         B, T = tokens.shape
         H, Hkv, hd = self.n_head, self.n_kv, self.hd
         QK, KV = (H + Hkv) * hd, Hkv * hd
-        starts = start.tolist()
+        starts = start.tolist()  # host values pick the mask: no device sync when callers pass CPU tensors
+        r = rows.tolist()
+        if self.device.type != "cpu":
+            tokens, rows, start = (t.to(self.device, non_blocking=True) for t in (tokens, rows, start))
         pos = start[:, None] + self._ar[:T]  # (B, T)
         L = max(starts) + T
         if L > self.max_len:
@@ -197,8 +216,7 @@ class FastLlama:
             causal = T > 1
         elif not (same and T == 1):
             allowed = self._ar[:L][None, None, None, :] <= pos[:, None, :, None]  # (B, 1, T, L)
-            bias = torch.zeros(allowed.shape, dtype=self.dtype).masked_fill_(~allowed, float("-inf"))
-        r = rows.tolist()
+            bias = torch.zeros(allowed.shape, dtype=self.dtype, device=self.device).masked_fill_(~allowed, float("-inf"))
         contiguous = r == list(range(r[0], r[0] + B))
         x = self.embed[tokens]  # (B, T, d)
         for li, ly in enumerate(self.layers):

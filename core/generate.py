@@ -186,12 +186,14 @@ def sample(logits: torch.Tensor, mask: torch.Tensor, temperature: float, top_p: 
            gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(B,) token ids from (B, V) logits restricted to `mask`, with temperature and nucleus sampling, and
     their log-probabilities under the unrestricted model. One uniform per row from `gen`; the C kernel
-    does the work where it is built (the fast engine and the reference path share this function)."""
+    does the work where it is built (the fast engine and the reference path share this function).
+    Logits on a GPU are sampled there by the same rule in torch (the kernel reads host memory only);
+    the uniforms still come from `gen` on the CPU, so a seed draws the same numbers on every device."""
     u = torch.rand(logits.shape[0], generator=gen, dtype=torch.float64)
-    lib = load_kernel()
+    lib = load_kernel() if logits.device.type == "cpu" else None
     if lib is not None:
         return c_sample(lib, logits, mask, temperature, top_p, u)
-    return sample_torch(logits, mask, temperature, top_p, u)
+    return sample_torch(logits, mask, temperature, top_p, u.to(logits.device))
 
 
 @torch.inference_mode()

@@ -23,9 +23,10 @@ import torch
 from core.corpus_lines import FILE_NAME as CORPUS_LINES_FILE
 from core.corpus_lines import CorpusLines
 from core.critic.critic import Critic
+from core.device import describe, resolve_device
 from core.engine import Engine, EngineVocab, Job, plan_tensors
 from core.fastc import fast_llama
-from core.fastlm import LlamaShape
+from core.fastlm import FastLlama, LlamaShape
 from core.generate import VocabIndex, generate, render_text
 from core.plan import build_plan
 from core.prompt import header
@@ -47,6 +48,25 @@ CRITIC_WEIGHT = 1.0
 # Drafts the decoder writes for a revision (only the rewritten characters are sampled: cheap).
 REVISION_DRAFTS = 16
 GUARANTEES = ("format", "rhyme", "rhyme_common", "tone_relaxed", "tone_relaxed_common")
+# Cache rows of the engine (the most candidate rows decoding at once). On the CPU a step's cost grows
+# with its rows (docs/bench.md); on a GPU a step costs about the same at 1 row and hundreds, so the
+# batcher there is given room for many requests per step (256 rows: a 0.5 GB KV cache for the shipped model).
+CPU_MAX_ROWS, CUDA_MAX_ROWS = 64, 256
+
+
+def make_engine(shape: LlamaShape, state_dict: dict[str, torch.Tensor], vi: VocabIndex,
+                device: torch.device, max_rows: int | None = None,
+                q8: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> Engine:
+    """The decode engine for `device`: on the CPU the C kernel where it builds (else the PyTorch forward
+    and rules, as today); on a GPU the PyTorch forward, masks and sampler on the device's tensors.
+    float32 arithmetic either way, on the reference path's numbers, so a seed gives the same poems on
+    the CPU (on a GPU, see docs/bench.md: other summation orders can flip a near-tie). `q8`: the int8
+    codes of int8-served layers, which the C kernel streams; the PyTorch forward (and so a GPU) computes
+    with the dequantized values `state_dict` holds: the same numbers."""
+    if device.type == "cpu":
+        return Engine(fast_llama(shape, state_dict, max_rows=max_rows or CPU_MAX_ROWS, q8=q8), EngineVocab(vi))
+    fast = FastLlama(shape, state_dict, max_rows=max_rows or CUDA_MAX_ROWS, device=device)
+    return Engine(fast, EngineVocab(vi, device=device))
 
 
 class ModelLoadError(ShirenError):
@@ -65,9 +85,12 @@ class Poet:
 
     def __init__(self, model, tokenizer, *, version: str = "", conditioned: bool = False,
                  corpus_lines: CorpusLines | None = None, max_pending: int = 128, critic: Critic | None = None,
-                 candidates: int = DEFAULT_CANDIDATES, polish: bool = True):
+                 candidates: int = DEFAULT_CANDIDATES, polish: bool = True,
+                 device: str | torch.device | None = None):
         """`model`: a transformers causal LM, or `LoadedWeights` (core.weights: no transformers needed).
-        `critic`: chooses among `candidates` drafts per poem and (with `polish`) mends the chosen ones."""
+        `critic`: chooses among `candidates` drafts per poem and (with `polish`) mends the chosen ones.
+        `device`: where the engine and the critic run (core.device: default SHIREN_DEVICE, else CUDA
+        when present); the reference path (`write_reference`) stays on the CPU, the yardstick."""
         from core.weights import LoadedWeights
 
         self._weights = model if isinstance(model, LoadedWeights) else None
@@ -84,6 +107,7 @@ class Poet:
         self._pending = 0
         self._pending_lock = threading.Lock()
         self.max_pending = max_pending
+        self.device = resolve_device(device)
         # The lean engine (C kernel or core.fastlm + core.engine) for Llama models; others use the reference path.
         self.engine: Engine | None = None
         self._batcher = None
@@ -94,9 +118,10 @@ class Poet:
         else:
             shape = None
         if shape is not None:
-            # float32: the same numbers as the reference path, so a seed gives the same poems on both.
             q8 = self._weights.quantized if self._weights is not None else None
-            self.engine = Engine(fast_llama(shape, sd, max_rows=64, q8=q8), EngineVocab(self.vi))
+            self.engine = make_engine(shape, sd, self.vi, self.device, q8=q8)
+            if self.device.type != "cpu":
+                log.info("decoding on %s: %s", self.device, describe(self.device))
         self.candidates = max(1, candidates)
         self.polish = polish
         self.critic: Critic | None = None
@@ -109,7 +134,11 @@ class Poet:
             from core.infill import RuleReplay
             from core.mend import CriticVocabMap
 
-            self._rules = RuleReplay(self.engine.ev if self.engine is not None else EngineVocab(self.vi))
+            critic.to(self.device)  # its forward beside the engine's; it hands back CPU tensors
+            # Mending replays the rules over a few poems at a time on the CPU (the C rules where built):
+            # the engine's own vocabulary when it is there, else a CPU copy.
+            ev = self.engine.ev if self.engine is not None and self.engine.ev.device.type == "cpu" else None
+            self._rules = RuleReplay(ev or EngineVocab(self.vi))
             self._vmap = CriticVocabMap(self.vi, critic)
 
     @property

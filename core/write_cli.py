@@ -27,9 +27,9 @@ def request_from_dict(d: dict) -> PoemRequest:
 
 
 def load_poet(model_dir: Path | None, adapter: Path | None, *, critic: bool = True, candidates: int | None = None,
-              polish: bool = True, force_critic: bool = False):
+              polish: bool = True, force_critic: bool = False, device: str | None = None):
     """The poet for a command: the active adapter, and the shipped critic unless `critic` is False (used only
-    once promoted, or with `force_critic`)."""
+    once promoted, or with `force_critic`); on `device` (None: SHIREN_DEVICE, else CUDA when present)."""
     import logging
 
     from core.poet import DEFAULT_CANDIDATES, Poet
@@ -41,7 +41,7 @@ def load_poet(model_dir: Path | None, adapter: Path | None, *, critic: bool = Tr
         raise RequestError("--candidates must be 1–64")
     mode = None if not critic else ("on" if force_critic else "auto")
     return Poet.load(model_dir, adapter if adapter is not None else "auto", critic=mode,
-                     candidates=candidates or DEFAULT_CANDIDATES, polish=polish)
+                     candidates=candidates or DEFAULT_CANDIDATES, polish=polish, device=device)
 
 
 def write(
@@ -65,18 +65,20 @@ def write(
     no_critic: bool = typer.Option(False, "--no-critic", help="Rank by likelihood alone (no choosing, no mending)."),
     use_critic: bool = typer.Option(False, "--critic", help="Use the shipped critic even before it is promoted "
                                                           "(docs/critic.md)."),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (default: SHIREN_DEVICE, "
+                                                             "else CUDA when torch sees a GPU)."),
 ) -> None:
     """Write poems on request, with guaranteed form, rhyme and tonal pattern."""
     if batch is None and not form:
         raise RequestError("give --form (五绝 七绝 五律 七律 词) or --batch FILE.jsonl")
     if batch is not None:
         _write_batch(batch, json_output, load_poet(model_dir, adapter, critic=not no_critic, candidates=candidates,
-                                                   polish=not no_polish, force_critic=use_critic))
+                                                   polish=not no_polish, force_critic=use_critic, device=device))
         return
     req = request_from_dict(dict(form=form, title=title, keywords=keywords, acrostic=acrostic, first_line=first_line,
                                  cipai=cipai, n=n, seed=seed, temperature=temperature, top_p=top_p))
     poet = load_poet(model_dir, adapter, critic=not no_critic, candidates=candidates, polish=not no_polish,
-                     force_critic=use_critic)
+                     force_critic=use_critic, device=device)
     poems = poet.write(req)
     if json_output:
         out = [p.to_dict() | ({"doubts": doubts_json(poet, p)} if explain else {}) for p in poems]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from core.critic.critic import Critic
 from core.critic.model import CriticConfig
@@ -58,3 +59,19 @@ def test_loss_falls_and_resume_is_exact(dataset, tmp_path):
     assert again.score(texts, [r["form"] for r in ROWS]).tolist() == pytest.approx(
         whole.score(texts, [r["form"] for r in ROWS]).tolist(), abs=1e-4)
     assert Critic.load(tmp_path / "split" / "ckpt").card.model.n_embd == 32
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the critic's training on the GPU is "
+                                                          "tested on a GPU machine (scripts/gpu_check.sh)")
+def test_trains_on_cuda_and_loads_on_the_cpu(dataset, tmp_path):
+    """The same schedule on the GPU (batches and masks drawn on the CPU, so the same ones); its loss falls,
+    the checkpoint loads on the CPU, and its start record names the device. Losses agree with the CPU's
+    only to float tolerance (other summation orders), so they are not compared."""
+    c = cfg(tmp_path / "gpu", dataset)
+    c.device = "cuda"
+    crit = train_mlm(c, log=lambda s: None)
+    full = losses(tmp_path / "gpu")
+    assert full[12] < full[1] and crit.device.type == "cpu"
+    start = json.loads((tmp_path / "gpu" / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["device"].startswith("cuda")

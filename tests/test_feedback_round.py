@@ -192,3 +192,17 @@ def test_simulated_rater_liked_property_rises(template, tmp_path):
     for key in ("format", "rhyme", "tone"):
         assert before[key] == after[key] == 1.0
     assert after["repeat"] <= before["repeat"] and after["failed"] == 0
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: a feedback round on the GPU is tested "
+                                                          "on a GPU machine (scripts/gpu_check.sh)")
+def test_round_on_cuda(env, monkeypatch):
+    """The same round with the GPU picked (SHIREN_DEVICE=cuda): the poets decode there, DPO trains there
+    (use_cpu off), and the candidate keeps every guarantee (its gates)."""
+    store, base_dir, adapter, home = env
+    monkeypatch.setenv("SHIREN_DEVICE", "cuda")
+    r = run_feedback_round(store, base_dir, min_new_ratings=5, eval_requests=GATES, config=FAST, home=home)
+    assert r.outcome in ("promoted", "candidate"), r.message
+    assert store.list_runs()[0].metrics["candidate"]["format"] == 1.0
+    assert (home / "adapters" / r.adapter / "adapter_model.safetensors").exists()

@@ -105,7 +105,9 @@ def critic(
     src = heads_dir if (heads_dir / "config.json").exists() and "human" not in todo else out / "ckpt"
     if not (src / "config.json").exists():
         raise ShirenError(f"no critic checkpoint in {out}; run `shiren train critic --stage mlm` first")
-    crit = Critic.load(src)
+    from core.device import resolve_device
+
+    crit = Critic.load(src).to(resolve_device())  # the heads' features: one forward per poem, on CUDA when present
     from core.poet import Poet
 
     gen_version = ""
@@ -214,8 +216,11 @@ def sft(
     if not (base / "config.json").exists():
         raise ShirenError(f"no base model at {base}")
     out = out or paths.data_home() / "adapters" / name
+    from core.device import describe, resolve_device
+
+    device = resolve_device()  # SHIREN_DEVICE, else CUDA when present (train_sft follows the model's device)
     tok = AutoTokenizer.from_pretrained(str(base))
-    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32).to(device)
     ds = paths.dataset_dir()
     try:
         train_rows, valid_rows = load_split(ds, "train"), load_split(ds, "valid")
@@ -253,7 +258,8 @@ def sft(
     info = {"train_examples": len(train_ex), "valid_examples": len(valid_ex), "forms": list(SFT_FORMS),
             "cipai": len(wl), "examples_seen": steps * batch, "epochs": round(steps * batch / len(train_ex), 3),
             "request_mix": dict(request_mix.shares),
-            "hardware": f"{platform.machine()} CPU × {torch.get_num_threads()} threads"}
+            "hardware": describe(device) if device.type == "cuda"
+            else f"{platform.machine()} CPU × {torch.get_num_threads()} threads"}
     info["resumed_at_steps"] = hist.get("resumes", [])
     save_adapter(peft_model, out, base_ref(base), cfg, hist, info)
     import shutil

@@ -50,7 +50,7 @@ def pooled_features(critic: Critic, texts: list[str], forms: list[str], batch: i
     out = []
     for i in range(0, len(texts), batch):
         ids = critic.batch(texts[i : i + batch], forms[i : i + batch])
-        out.append(critic.model.pooled(critic.model.hidden(ids), ids))
+        out.append(critic.model.pooled(critic.model.hidden(ids), ids).cpu())  # the heads are fitted on the CPU
     return torch.cat(out) if out else torch.zeros(0, critic.card.model.n_embd)
 
 
@@ -95,7 +95,7 @@ def train_human_head(critic: Critic, real: list[LabelledPoem], generated: list[L
         critic.model.human.weight.copy_((w / sd)[None])
         critic.model.human.bias.fill_(b - float((mu / sd) @ w))
     critic.card.heads["human"] = critic.has_human = True
-    logits = critic.model.human(X[test]).squeeze(-1).detach()
+    logits = critic.model.human(X[test].to(critic.device)).squeeze(-1).detach().cpu()
     acc = float(((logits > 0).float() == y[test]).float().mean())
     auc = roc_auc(y[test].int().tolist(), logits.tolist())
     m = {"human_valid_acc": round(acc, 4), "human_valid_auc": round(auc, 4), "human_train_n": int((~test).sum()),
@@ -138,7 +138,7 @@ def train_rating_head(critic: Critic, rated: list) -> dict[str, float]:
         critic.model.rating.weight.copy_(w[None])
         critic.model.rating.bias.fill_(-float(mu @ w))
     critic.card.heads["rating"] = critic.has_rating = True
-    pred = (critic.model.rating(X[te]).squeeze(-1).detach() + mean).clamp(1, 5)
+    pred = (critic.model.rating(X[te].to(critic.device)).squeeze(-1).detach().cpu() + mean).clamp(1, 5)
     proxy = StarsProxy.fit([r for r, t in zip(rated, test, strict=True) if not t])
     proxy_pred = torch.tensor([proxy.predict(r.text) for r, t in zip(rated, test, strict=True) if t])
     m = {"rating_mean": round(mean, 4), "rating_valid_mae": round(float((pred - y[te]).abs().mean()), 4),

@@ -4,7 +4,8 @@ Each poem is one sequence (<bos> <form> text <eos>). 15% of its characters are c
 80% [MASK], 10% a random char, 10% kept) and predicted. Batches and masks depend only on (seed,
 step), and every `ckpt_minutes` the full state goes atomically to `<out>/ckpt`, so rerunning the same
 command resumes exactly where it stopped. `minutes` caps one session's wall time (the schedule keeps
-its length: a later run continues it).
+its length: a later run continues it). It trains on CUDA when present (core.device: SHIREN_DEVICE=cpu
+keeps it on the CPU); batches and masks are drawn on the CPU either way, so they are the same.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class MLMConfig:
     ckpt_minutes: float = 4.0
     seed: int = 1337
     threads: int = 1
+    device: str | None = None  # core.device: None reads SHIREN_DEVICE (default: CUDA when present)
 
 
 def encode_split(vocab: CharVocab, rows: list[dict], block: int) -> list[np.ndarray]:
@@ -85,6 +87,8 @@ def content_mask(vocab: CharVocab) -> torch.Tensor:
 
 def mlm_loss(model: CriticModel, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int, int]:
     """(loss, correct, predicted) over the chosen positions; logits only where they are needed."""
+    dev = next(model.parameters()).device
+    inputs, targets = inputs.to(dev), targets.to(dev)
     sel = targets != -100
     h = model.hidden(inputs)[sel]
     logits = model.mlm_logits(h)
@@ -126,7 +130,7 @@ def save_ckpt(ckpt: Path, model: CriticModel, opt, step: int, cfg: MLMConfig, to
     from core.critic.critic import CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE
 
     with atomic_dir(ckpt) as tmp:
-        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS_FILE))
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS_FILE))
         (tmp / CONFIG_FILE).write_text(CriticCard(model.cfg, metrics=metrics).to_json(), "utf-8")
         (tmp / TOKENIZER_FILE).write_text(json.dumps(tokenizer_json, ensure_ascii=False), "utf-8")
         torch.save({"step": step, "optimizer": opt.state_dict()}, tmp / STATE_FILE)
@@ -136,9 +140,11 @@ def save_ckpt(ckpt: Path, model: CriticModel, opt, step: int, cfg: MLMConfig, to
 def train_mlm(cfg: MLMConfig, *, minutes: float | None = None, stop_after_steps: int | None = None,
               log=print) -> Critic:
     """Run (or resume) the masked-LM pretraining; returns the critic as it stands at the end."""
+    from core.device import resolve_device
     from training.corpus import load_split
 
     torch.set_num_threads(cfg.threads)
+    dev = resolve_device(cfg.device)
     out, ds = Path(cfg.out_dir), Path(cfg.dataset_dir)
     ckpt = out / "ckpt"
     tokenizer_json = json.loads((ds / "tokenizer" / "tokenizer.json").read_text("utf-8"))
@@ -149,7 +155,7 @@ def train_mlm(cfg: MLMConfig, *, minutes: float | None = None, stop_after_steps:
     train = encode_split(vocab, load_split(ds, "train"), cfg.model.block_size)
     valid = encode_split(vocab, load_split(ds, "valid"), cfg.model.block_size)[: cfg.eval_poems]
     torch.manual_seed(cfg.seed)
-    model = CriticModel(cfg.model)
+    model = CriticModel(cfg.model).to(dev)  # initialised on the CPU: the same weights on any device
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     rest = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}],
@@ -168,7 +174,8 @@ def train_mlm(cfg: MLMConfig, *, minutes: float | None = None, stop_after_steps:
     metrics_file = out / "metrics.jsonl"
     if step == 0:
         with open(metrics_file, "w", encoding="utf-8") as f:
-            f.write(json.dumps({"event": "start", "params": n_params(model), "config": asdict(cfg)}) + "\n")
+            f.write(json.dumps({"event": "start", "params": n_params(model), "device": str(dev),
+                                "config": asdict(cfg)}) + "\n")
     model.train()
     t_start = last_ckpt = time.time()
     end = cfg.max_steps if stop_after_steps is None else min(cfg.max_steps, step + stop_after_steps)

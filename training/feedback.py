@@ -226,9 +226,12 @@ def train_dpo(base, tokenizer, parent: Path | None, rows: list[dict], cfg: Feedb
     ref.eval()
     steps = max(1, min(cfg.max_steps, math.ceil(cfg.epochs * len(rows) / cfg.batch_size)))
     sft = cfg.sft_weight > 0
+    from core.device import resolve_device
+
     args = DPOConfig(
         output_dir=str(workdir or tempfile.mkdtemp(prefix="shiren-dpo-")),
-        use_cpu=True, bf16=False, fp16=False, gradient_checkpointing=False,
+        # CUDA when present (SHIREN_DEVICE=cpu keeps the round on the CPU); float32 either way.
+        use_cpu=resolve_device().type == "cpu", bf16=False, fp16=False, gradient_checkpointing=False,
         per_device_train_batch_size=cfg.batch_size, max_steps=steps, learning_rate=cfg.lr,
         lr_scheduler_type="cosine", warmup_steps=min(5, steps // 10),
         beta=cfg.beta, loss_type=["sigmoid", "sft"] if sft else ["sigmoid"],

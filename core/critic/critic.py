@@ -100,10 +100,12 @@ def one_thread() -> Iterator[None]:
 
 
 class Critic:
-    """Thread-safe for reading (inference only)."""
+    """Thread-safe for reading (inference only). Its forward runs on `device` (the CPU unless moved with
+    `to`, as the poet does on a GPU); what it returns is always on the CPU."""
 
     def __init__(self, model: CriticModel, vocab: CharVocab, card: CriticCard, path: Path | None = None):
         self.model = model.eval()
+        self.device = next(model.parameters()).device
         self.vocab = vocab
         self.card = card
         self.path = path
@@ -132,6 +134,12 @@ class Critic:
             raise CriticLoadError(f"the critic at {path} does not match its tokenizer")
         return cls(model, vocab, card, path)
 
+    def to(self, device: torch.device | str) -> Critic:
+        """Move the network to `device` (in place); returns self."""
+        self.model.to(device)
+        self.device = next(self.model.parameters()).device
+        return self
+
     @classmethod
     def load_or_none(cls, path: Path | None = None) -> Critic | None:
         """The critic, or None with one log line saying why (Shiren then writes without it)."""
@@ -148,7 +156,7 @@ class Critic:
         from core.atomic import atomic_dir
 
         with atomic_dir(Path(path)) as tmp:
-            sd = {k: v.detach().to(dtype).contiguous() for k, v in self.model.state_dict().items()}
+            sd = {k: v.detach().to("cpu", dtype).contiguous() for k, v in self.model.state_dict().items()}
             save_file(sd, str(tmp / WEIGHTS_FILE))
             (tmp / CONFIG_FILE).write_text(self.card.to_json(), "utf-8")
             tj = tokenizer_json if tokenizer_json is not None else json.loads((self.path / TOKENIZER_FILE).read_text("utf-8"))
@@ -156,34 +164,34 @@ class Critic:
 
     # ---- reading poems -----------------------------------------------------------------
     def batch(self, texts: list[str], forms: list[str]) -> torch.Tensor:
-        """(B, T) padded ids, cut at the model's block size."""
+        """(B, T) padded ids, cut at the model's block size, on the critic's device."""
         seqs = [self.vocab.encode(t, f)[: self.card.model.block_size] for t, f in zip(texts, forms, strict=True)]
         T = max(len(s) for s in seqs)
         out = torch.full((len(seqs), T), self.vocab.pad, dtype=torch.long)
         for i, s in enumerate(seqs):
             out[i, : len(s)] = torch.tensor(s)
-        return out
+        return out.to(self.device)
 
     @torch.inference_mode()
     def score(self, texts: list[str], forms: list[str]) -> torch.Tensor:
         """(B,) the critic's score, higher is better: the human-likeness logit where that head is trained,
         else the mean log-probability of each char with the whole poem visible (a weak stand-in)."""
         with one_thread():
-            return self._score(self.batch(texts, forms))
+            return self._score(self.batch(texts, forms)).cpu()
 
     def _score(self, ids: torch.Tensor) -> torch.Tensor:
         if self.has_human:
             return self.model.heads(ids)[0]
         h = self.model.hidden(ids)
         lp = torch.log_softmax(self.model.mlm_logits(h), -1).gather(-1, ids[..., None]).squeeze(-1)
-        real = (ids != self.vocab.pad) & (torch.arange(ids.shape[1]) >= BODY_OFFSET)
+        real = (ids != self.vocab.pad) & (torch.arange(ids.shape[1], device=ids.device) >= BODY_OFFSET)
         return (lp * real).sum(1) / real.sum(1).clamp_min(1)
 
     @torch.inference_mode()
     def rating(self, texts: list[str], forms: list[str]) -> torch.Tensor:
         """(B,) predicted stars (centred on the training mean; compare, do not read as stars)."""
         with one_thread():
-            return self.model.heads(self.batch(texts, forms))[1]
+            return self.model.heads(self.batch(texts, forms))[1].cpu()
 
     @torch.inference_mode()
     def masked_logprobs(self, text: str, form: str, positions: list[int]) -> torch.Tensor:
@@ -191,22 +199,23 @@ class Critic:
         char of the poem, punctuation included), each masked on its own, the rest of the poem visible."""
         ids = self.batch([text], [form])[0]
         rows = ids.repeat(len(positions), 1)
-        cols = torch.tensor(positions) + BODY_OFFSET
-        rows[torch.arange(len(positions)), cols] = self.card.model.mask_id
+        cols = torch.tensor(positions, device=ids.device) + BODY_OFFSET
+        ar = torch.arange(len(positions), device=ids.device)
+        rows[ar, cols] = self.card.model.mask_id
         with one_thread():
-            h = self.model.hidden(rows)[torch.arange(len(positions)), cols]  # (P, d)
-            return torch.log_softmax(self.model.mlm_logits(h), -1)
+            h = self.model.hidden(rows)[ar, cols]  # (P, d)
+            return torch.log_softmax(self.model.mlm_logits(h), -1).cpu()
 
     @torch.inference_mode()
     def glance(self, text: str, form: str, positions: list[int]) -> torch.Tensor:
         """(len(positions),) −log p(the char written there) with the whole poem visible: one forward for
         every position, a cheap first look at which characters to re-read masked (core.mend)."""
         ids = self.batch([text], [form])
-        cols = torch.tensor(positions) + BODY_OFFSET
+        cols = torch.tensor(positions, device=ids.device) + BODY_OFFSET
         with one_thread():
             h = self.model.hidden(ids)[0, cols]  # (P, d)
             lp = torch.log_softmax(self.model.mlm_logits(h), -1)
-        return -lp[torch.arange(len(positions)), ids[0, cols]]
+        return -lp[torch.arange(len(positions), device=ids.device), ids[0, cols]].cpu()
 
     def doubt(self, text: str, form: str, positions: list[int] | None = None) -> list[float]:
         """Per body position: −log p(the char written there | the rest), masked one at a time. High is doubtful.
