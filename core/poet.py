@@ -69,6 +69,19 @@ def make_engine(shape: LlamaShape, state_dict: dict[str, torch.Tensor], vi: Voca
     return Engine(fast, EngineVocab(vi, device=device))
 
 
+def line_penalties(text: str, first_line: str, corpus_lines: CorpusLines | None) -> tuple[int, int]:
+    """(clauses copied verbatim from the corpus, repeated clauses) of a draft; a given first line is no copy."""
+    clauses = [c for c in _CLAUSE.split(text) if c]
+    copied = sum(1 for c in clauses if c != first_line and corpus_lines is not None and c in corpus_lines)
+    return copied, len(clauses) - len(set(clauses))
+
+
+def rank_score(mean_logprob: float, copied_lines: int, dup_lines: int, tone_strict: bool) -> float:
+    """How `Poet` ranks drafts without the critic (with it, `CRITIC_WEIGHT` × its score is added): likelihood
+    (mean ln P per sampled char) first; copies and repeats are pushed to the back; strict 格律 breaks ties."""
+    return mean_logprob - 5.0 * copied_lines - 5.0 * dup_lines + 0.3 * bool(tone_strict)
+
+
 class ModelLoadError(ShirenError):
     """The model dir is missing or unreadable."""
 
@@ -298,15 +311,11 @@ class Poet:
             if text in seen:
                 continue
             seen.add(text)
-            clauses = [c for c in _CLAUSE.split(text) if c]
-            fixed = {req.first_line}
-            copied = sum(1 for c in clauses if c not in fixed and self.corpus_lines is not None and c in self.corpus_lines)
-            dup_lines = len(clauses) - len(set(clauses))
+            copied, dup_lines = line_penalties(text, req.first_line, self.corpus_lines)
             mean_lp = st.logprob / max(1, st.n_sampled)
             scores = analyze_scores(text, req.form, req.cipai)
             scores["copied_lines"] = copied
-            # Likelihood first; copies and repeats are pushed to the back; strict 格律 breaks ties.
-            rank = mean_lp - 5.0 * copied - 5.0 * dup_lines + 0.3 * bool(scores.get("tone_strict"))
+            rank = rank_score(mean_lp, copied, dup_lines, bool(scores.get("tone_strict")))
             scored.append((rank, Poem(text=text, form=req.form, title=req.title, cipai=req.cipai,
                                       logprob=round(mean_lp, 4), scores=scores, model_version=self.version)))
             kept.append(ids)
