@@ -189,6 +189,7 @@ def sft(
     batch: int = typer.Option(32),
     lr: float = typer.Option(1e-3),
     rank: int = typer.Option(16, help="LoRA rank."),
+    modules: str = typer.Option("all", help="LoRA targets: all (attention and MLP projections), attn or mlp."),
     n_cipai: int = typer.Option(60, help="Train 词 only of the most common N 词牌."),
     valid_examples: int = typer.Option(512),
     mix: str = typer.Option("default", help="Request mix: default (title alone most common) or db (measured "
@@ -243,8 +244,12 @@ def sft(
     valid_ex = build_examples(valid_rows, seed + 1, wl, request_mix)[:valid_examples]
     if epochs > 0:
         steps = max(1, math.ceil(epochs * len(train_ex) / batch))
-    cfg = SFTConfig(rank=rank, lr=lr, batch_size=batch, max_steps=steps, seed=seed, threads=threads,
-                    ckpt_minutes=ckpt_minutes)
+    from training.sft import LORA_MODULE_SETS
+
+    if modules not in LORA_MODULE_SETS:
+        raise ShirenError(f"unknown --modules {modules!r}; use {', '.join(LORA_MODULE_SETS)}")
+    cfg = SFTConfig(rank=rank, alpha=2 * rank, lr=lr, batch_size=batch, max_steps=steps, seed=seed, threads=threads,
+                    ckpt_minutes=ckpt_minutes, targets=LORA_MODULE_SETS[modules])
     from core.adapters import base_ref
 
     ckpt = paths.data_home() / "runs" / f"sft-{name}" / "ckpt"

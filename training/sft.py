@@ -26,6 +26,8 @@ from training.pretrain import autocast, warmup_cosine
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 GPT2_TARGETS = ("c_attn", "c_proj", "c_fc")
+# `shiren train sft --modules`: which Llama projections carry LoRA ("all": LORA_TARGETS).
+LORA_MODULE_SETS = {"all": LORA_TARGETS, "attn": LORA_TARGETS[:4], "mlp": LORA_TARGETS[4:]}
 
 
 @dataclass
