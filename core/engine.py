@@ -152,6 +152,8 @@ class Engine:
         self.threads = 0
 
     def _fit_threads(self) -> None:
+        if self.ev.device.type != "cpu":  # a GPU step: no CPU thread team to size
+            return
         n = self.cores.threads()
         if n == self.threads:
             return
