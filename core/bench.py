@@ -362,7 +362,7 @@ def critic_bench(model_dir: Path | None, n: int, quick: bool, progress=print) ->
 def bench_rows(res: dict) -> list[tuple[str, str, str]]:
     rows = [
         ("七绝 n=1 latency p50 / p95", f"{res['latency_七绝']['p50_ms']:.1f} / {res['latency_七绝']['p95_ms']:.1f} ms",
-         "≤ 40 ms p50" if res["model"].get("isa") == "avx2+fma" else "≤ 30 ms p50"),
+         "≤ 40 ms p50" if res.get("model", {}).get("isa") == "avx2+fma" else "≤ 30 ms p50"),
         ("七律 n=1 latency p50 / p95", f"{res['latency_七律']['p50_ms']:.1f} / {res['latency_七律']['p95_ms']:.1f} ms", ""),
         ("七绝 n=16 throughput", f"{res['throughput_n16']['poems_per_s']:.0f} poems/s", ""),
         ("七绝 n=64 throughput", f"{res['throughput_n64']['poems_per_s']:.0f} poems/s", "≥ 300 poems/s"),
