@@ -557,6 +557,43 @@ void shiren_update(const Vocab *vc, int b, int NT, const uint8_t *marks, const u
 /* The nucleus: among allowed values p[0..n) (all > 0) taken in descending order (ties: lower token id
  * first) while the mass before them is < limit, the smallest kept value tau and how many of the tokens
  * equal to tau are kept (the lowest-id ones). A three-way quickselect on mass: expected O(n), no sort. */
+/* The row's largest logit, and its largest allowed one (-inf when none is). Vectorised by hand: the
+ * compiler leaves a max reduction scalar here (NaN rules), a dependent compare per token. */
+static void row_max(const float *l, const uint8_t *mk, int V, float *amx, float *mx) {
+    int v = 0;
+    float a = -INFINITY, b = -INFINITY;
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    __m512 va = _mm512_set1_ps(-INFINITY), vb = va;
+    for (; v + 16 <= V; v += 16) {
+        __m512 x = _mm512_loadu_ps(l + v);
+        __m128i m8 = _mm_loadu_si128((const __m128i *)(mk + v));
+        va = _mm512_max_ps(va, x);
+        vb = _mm512_mask_max_ps(vb, _mm_test_epi8_mask(m8, m8), vb, x);
+    }
+    a = _mm512_reduce_max_ps(va);
+    b = _mm512_reduce_max_ps(vb);
+#elif defined(SHIREN_AVX2)
+    __m256 va = _mm256_set1_ps(-INFINITY), vb = va, ninf = va;
+    for (; v + 8 <= V; v += 8) {
+        __m256 x = _mm256_loadu_ps(l + v);
+        __m256i m = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(mk + v)));
+        __m256 keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(m, _mm256_setzero_si256()));
+        va = _mm256_max_ps(va, x);
+        vb = _mm256_max_ps(vb, _mm256_blendv_ps(ninf, x, keep));
+    }
+    float ta[8], tb[8];
+    _mm256_storeu_ps(ta, va);
+    _mm256_storeu_ps(tb, vb);
+    for (int i = 0; i < 8; i++) { a = ta[i] > a ? ta[i] : a; b = tb[i] > b ? tb[i] : b; }
+#endif
+    for (; v < V; v++) {
+        a = l[v] > a ? l[v] : a;
+        if (mk[v] && l[v] > b) b = l[v];
+    }
+    *amx = a;
+    *mx = b;
+}
+
 static float nucleus_threshold(float *buf, float *tmp, int n, double limit, int *tie_keep, int *n_equal) {
     double above = 0.0; /* mass of the values above the candidates a[0..n) */
     float *a = buf, *t = tmp;
@@ -611,9 +648,8 @@ void shiren_sample(int b, int V, const float *logits, const uint8_t *mask, const
             const float *l = logits + (size_t)r * V;
             const uint8_t *mk = mask + (size_t)r * V;
             const double temperature = temperatures[r], top_p = top_ps[r];
-            float amx = -INFINITY, mx = -INFINITY;
-            for (int v = 0; v < V; v++) amx = l[v] > amx ? l[v] : amx;
-            for (int v = 0; v < V; v++) { float x = mk[v] ? l[v] : -INFINITY; mx = x > mx ? x : mx; }
+            float amx, mx;
+            row_max(l, mk, V, &amx, &mx);
             vexp(l, e, V, amx);
             float se = 0.f;
             for (int v = 0; v < V; v++) se += e[v];
@@ -630,7 +666,11 @@ void shiren_sample(int b, int V, const float *logits, const uint8_t *mask, const
             /* Branch-free passes (the mask is irregular: branches on it mispredict half the time). */
             double total = 0.0; /* sums in double, as sample_torch: the nucleus edge must agree */
             int n_allowed = 0;
-            for (int v = 0; v < V; v++) { e[v] = mk[v] ? e[v] : 0.f; total += e[v]; n_allowed += mk[v]; }
+            /* One loop per sum: so the compiler vectorises them (one loop mixing byte, float and double
+             * sums stays scalar: ~10 us a row, a dependent add per token). */
+            for (int v = 0; v < V; v++) e[v] = mk[v] ? e[v] : 0.f;
+            for (int v = 0; v < V; v++) total += (double)e[v];
+            for (int v = 0; v < V; v++) n_allowed += mk[v];
             float tau = 0.f;
             int ties = V;
             if (top_p < 1.0) {
