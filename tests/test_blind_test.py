@@ -4,9 +4,9 @@ malformed ones are rejected with a clear message."""
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
+from blind_support import fill
 
 from training.blind_test import SheetError, build_sheet, main, parse_sheet, score_sheets
 
@@ -23,18 +23,6 @@ POOL = [
     {"id": "r6", "title": "早发白帝城", "text": "朝辞白帝彩云间，千里江陵一日还。\n两岸猿声啼不住，轻舟已过万重山。",
      "form": "七绝", "cipai": ""},
 ]
-
-
-def fill(sheet: str, answer) -> str:
-    """A reader filling every blank: answer(no) → dict of field → text."""
-    out, no = [], 0
-    for line in sheet.splitlines():
-        m = re.match(r"^## (\d+)$", line)
-        if m:
-            no = int(m.group(1))
-        f = re.match(r"^- (\w+): $", line)
-        out.append(f"- {f.group(1)}: {answer(no)[f.group(1)]}" if f and no else line)
-    return "\n".join(out)
 
 
 def test_sheet_hides_titles_sources_and_key():

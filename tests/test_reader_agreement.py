@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 import math
-import re
 
 import numpy as np
 import pytest
+from blind_support import fill
 
 from training.blind_test import build_sheet
 from training.reader_agreement import (
@@ -41,17 +41,6 @@ def _poems(tag: str) -> tuple[list[dict], list[dict]]:
     return gen, real
 
 
-def _fill(sheet: str, answer) -> str:
-    out, no = [], 0
-    for line in sheet.splitlines():
-        m = re.match(r"^## (\d+)$", line)
-        if m:
-            no = int(m.group(1))
-        f = re.match(r"^- (\w+): $", line)
-        out.append(f"- {f.group(1)}: {answer(no)[f.group(1)]}" if f and no else line)
-    return "\n".join(out)
-
-
 QUALITY = {b: q for q, b in enumerate(BODIES)}  # a hidden quality per poem: readers and the good signal follow it
 
 
@@ -69,7 +58,7 @@ def _write_blind(tmp_path, seeds=(1, 2)) -> None:
                 s = 1 + (q + noise * (no % 2)) % 5
                 return {"fluency": s, "coherence": s, "meaning": 1 + q % 5,
                         "guess": "machine" if src[no] == "generated" else "human", "confidence": 1 + (q + noise) % 5}
-            (tmp_path / f"filled-{key['sheet_id']}-{reader}.md").write_text(_fill(sheet, ans), "utf-8")
+            (tmp_path / f"filled-{key['sheet_id']}-{reader}.md").write_text(fill(sheet, ans), "utf-8")
 
 
 def test_rank_helpers():
