@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from core.testing import tiny_model_and_tokenizer
 from training.checkpoint import CheckpointError
@@ -303,3 +304,39 @@ def test_sweep_report_from_synthetic_logs(tmp_path):
                                    "--md", str(tmp_path / "c.md")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "c.png").exists() and "shipped" in (tmp_path / "c.md").read_text()
+
+
+def test_adaptive_threads_follow_the_free_cores(tmp_path, streams, monkeypatch):
+    """--adaptive-threads: before each step the thread count follows core.cpu_share (faked here: another
+    job takes a core at step 4 and leaves at step 8); each change is logged; the losses do not depend
+    on it beyond float reassociation; the setting may change between resumes (a machine field)."""
+    import core.cpu_share as cs
+    import training.pretrain as pt
+
+    tok, train_s, valid_s = streams
+    plan = iter([2] * 4 + [1] * 4 + [2] * 100)
+
+    class Fake:
+        def __init__(self, max_threads, interval_s):
+            assert interval_s == pt.ADAPTIVE_INTERVAL_S
+            self.max_threads = max_threads
+
+        def threads(self):
+            return min(self.max_threads, next(plan))
+
+    monkeypatch.setattr(cs, "FreeCores", Fake)
+    monkeypatch.setattr(pt, "set_threads", lambda n: 2)
+    before = torch.get_num_threads()
+    try:
+        out = tmp_path / "adaptive"
+        train(cfg_for(out, tok, adaptive_threads=True), tok, train_s, valid_s, progress=False)
+    finally:
+        torch.set_num_threads(before)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    changes = [(r["at_step"], r["threads"]) for r in rows if r.get("event") == "threads"]
+    assert changes[-2:] == [(4, 1), (8, 2)]
+    ref = tmp_path / "ref"
+    train(cfg_for(ref, tok), tok, train_s, valid_s, progress=False)
+    a, b = losses(ref), losses(out)
+    assert all(b[s] == pytest.approx(a[s], abs=1e-4) for s in a)
+    assert "adaptive_threads" in pt.MACHINE_FIELDS

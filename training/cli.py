@@ -31,6 +31,8 @@ def pretrain(
     compile: str = typer.Option("auto", help="torch.compile: auto (where a compiler is present), on, off."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda."),
     threads: int = typer.Option(0, help="CPU threads (0 = the usable cores)."),
+    adaptive_threads: bool = typer.Option(False, "--adaptive-threads",
+                                          help="Use only the cores other processes leave free (up to --threads)."),
     resume_from_weights: str = typer.Option(
         "auto", help="When OUT/ckpt is missing: restart from these weights (a `shiren train snapshot` dir) with a "
         "fresh optimizer; auto = models/base-snapshot if this same run made it; none = never."),
@@ -62,7 +64,7 @@ def pretrain(
     cfg = TrainConfig(out_dir=str(out), dataset_dir=str(ds), model=mc, batch_size=batch, lr=lr, warmup_steps=warmup,
                       epochs=epochs, max_steps=max_steps, eval_interval=eval_interval, ckpt_minutes=ckpt_minutes,
                       seed=seed, bf16=bf16, compile=compile, micro_batch=micro_batch, num_threads=threads,
-                      device=device, init_from=resume_from_weights, rewarm_steps=rewarm_steps)
+                      adaptive_threads=adaptive_threads, device=device, init_from=resume_from_weights, rewarm_steps=rewarm_steps)
     tr = train(cfg, tok, token_stream(ds, "train", tok), token_stream(ds, "valid", tok))
     typer.echo(f"done: step {tr.step_no}/{cfg.max_steps}; valid loss {tr.valid_loss():.4f}; run dir {out}")
 

@@ -36,7 +36,10 @@ from training.model import GPTConfig, build_model, n_params
 CPU_MICRO_BATCH = 32
 # Config fields that describe the machine, not the run: they may differ when a run moves machines.
 MACHINE_FIELDS = ("out_dir", "dataset_dir", "device", "compile", "micro_batch", "num_threads", "optimizer",
-                  "ckpt_minutes", "init_from", "resumes", "bf16")
+                  "ckpt_minutes", "init_from", "resumes", "bf16", "adaptive_threads")
+# With adaptive threads, how often the free cores are re-read (a change recompiles the step once per
+# thread count: torch.compile guards on it; both variants stay cached).
+ADAPTIVE_INTERVAL_S = 10.0
 
 
 @dataclass
@@ -71,6 +74,9 @@ class TrainConfig:
     compile: str = "auto"  # "on" | "off" | "auto": torch.compile where a compiler backend is present
     micro_batch: int = 0  # sequences per forward; 0: whole batch on CUDA, CPU_MICRO_BATCH on CPU
     num_threads: int = 0  # intra-op threads on CPU; 0: the cores this process may use
+    # Follow the cores other processes leave free (core.cpu_share), up to num_threads: on this 2-core
+    # machine two threads are ~1.8x one when it is quiet and ~3x slower when another job holds a core.
+    adaptive_threads: bool = False
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     init_from: str = ""  # weights dir to restart from when OUT/ckpt is missing (fresh optimizer)
     rewarm_steps: int = 100  # LR re-warm-up after a restart from weights (Adam's moments start at zero)
@@ -404,7 +410,16 @@ def train(cfg: TrainConfig, tokenizer, train_stream: np.ndarray, valid_stream: n
                dynamic_ncols=True, mininterval=2.0)
     last_ckpt = time.time()
     t0, tokens0, start_step = time.time(), 0, tr.step_no
+    cores = None
+    if cfg.adaptive_threads and tr.device.type == "cpu":
+        from core.cpu_share import FreeCores
+
+        cores = FreeCores(max_threads=threads, interval_s=ADAPTIVE_INTERVAL_S)
     while tr.step_no < end:
+        if cores is not None and (n := cores.threads()) != torch.get_num_threads():
+            torch.set_num_threads(n)
+            if tr.is_main:
+                log_metrics(metrics, {"event": "threads", "threads": n, "at_step": tr.step_no, "time": time.time()})
         loss = tr.step()
         if tr.step_no == start_step + 1:  # the first step pays for compilation: time the rest
             t0, tokens0 = time.time(), 0
