@@ -24,6 +24,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from request_support import BASE_REQUESTS, WITH_REPEATS
 from test_generate import assert_guarantees
 
 from core.device import DeviceError, canonical, resolve_device
@@ -41,14 +42,7 @@ requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device (torch.c
 CUDA = pytest.param("cuda", marks=[requires_cuda, pytest.mark.cuda], id="cuda")
 DEVICES = ["cpu", "cpu-plain", CUDA]
 
-REQS = [
-    PoemRequest(form="七绝", seed=1),
-    PoemRequest(form="五律", acrostic="春夏秋冬", seed=2),
-    PoemRequest(form="七律", keywords=("明月",), title="中秋", seed=3, n=2),
-    PoemRequest(form="五绝", first_line="春风拂柳绿", seed=4),
-    PoemRequest(form="词", cipai="浣溪沙", seed=5),
-    PoemRequest(form="词", cipai="如梦令", seed=7),  # 叠句: copied slots
-]
+REQS = [*BASE_REQUESTS, WITH_REPEATS]
 
 
 def _exact(device: str) -> bool:

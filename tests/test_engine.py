@@ -7,6 +7,7 @@ import threading
 
 import pytest
 import torch
+from request_support import BASE_REQUESTS, WITH_KEYWORD_CI
 from test_generate import assert_guarantees
 
 from core.fastlm import FastLlama
@@ -14,14 +15,7 @@ from core.testing import tiny_poet
 from core.types import BusyError, PoemRequest, RequestError
 from training.model import GPTConfig, build_model
 
-REQS = [
-    PoemRequest(form="七绝", seed=1),
-    PoemRequest(form="五律", acrostic="春夏秋冬", seed=2),
-    PoemRequest(form="七律", keywords=("明月",), title="中秋", seed=3, n=2),
-    PoemRequest(form="五绝", first_line="春风拂柳绿", seed=4),
-    PoemRequest(form="词", cipai="浣溪沙", seed=5),
-    PoemRequest(form="词", cipai="菩萨蛮", keywords=("江南",), seed=6),
-]
+REQS = [*BASE_REQUESTS, WITH_KEYWORD_CI]
 
 
 @pytest.fixture(scope="module")
