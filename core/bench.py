@@ -40,7 +40,9 @@ def peak_gflops(kernel_isa: str) -> tuple[float, str]:
     import subprocess
     import sys
 
-    if kernel_isa != "avx2+fma" or not _cpu_flag("avx512f"):
+    from core.cpu_share import cpu_flags
+
+    if kernel_isa != "avx2+fma" or "avx512f" not in cpu_flags():
         return matmul_gflops(), "native"
     code = "from core.bench import matmul_gflops; print(matmul_gflops())"
     try:
@@ -49,14 +51,6 @@ def peak_gflops(kernel_isa: str) -> tuple[float, str]:
         return float(out.strip().splitlines()[-1]), "avx2 (MKL_ENABLE_INSTRUCTIONS=AVX2)"
     except (subprocess.SubprocessError, OSError, ValueError, IndexError):
         return matmul_gflops(), "native"
-
-
-def _cpu_flag(flag: str) -> bool:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            return flag in f.read().split()
-    except OSError:
-        return False
 
 
 def matmul_gflops(d: int = 512, reps: int = 20) -> float:
@@ -402,8 +396,6 @@ def bench_rows(res: dict) -> list[tuple[str, str, str]]:
             ("  all cores (before) p50 / p95", f"{c['all cores']['p50_ms']:.1f} / {c['all cores']['p95_ms']:.1f} ms", ""),
             ("  adaptive: p50 vs idle, p95 vs p50", f"{c['p50_vs_idle']:.2f}× , {c['p95_vs_p50']:.2f}×", "≤ 2.5× , ≤ 1.5×"),
         ]
-
-
     if "gpu" in res:
         g = res["gpu"]
         rows += [

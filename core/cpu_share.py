@@ -33,6 +33,19 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
 def _machine_busy_ticks() -> tuple[int, int] | None:
     """(busy, total) jiffies of all CPUs since boot."""
     try:
@@ -75,14 +88,19 @@ def background_thread() -> Iterator[None]:
                 sys.setswitchinterval(_saved_switch.pop())
 
 
-def _thread_ticks(tid: int) -> int | None:
-    """utime + stime of one of this process's threads, in jiffies (None: gone or no /proc)."""
+def _stat_ticks(path: str) -> int | None:
+    """utime + stime from a /proc stat file, in jiffies (None: gone or no /proc)."""
     try:
-        with open(f"/proc/self/task/{tid}/stat", encoding="ascii") as f:
+        with open(path, encoding="ascii") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
         return None
     return int(fields[11]) + int(fields[12])
+
+
+def _thread_ticks(tid: int) -> int | None:
+    """CPU of one of this process's threads."""
+    return _stat_ticks(f"/proc/self/task/{tid}/stat")
 
 
 def _background_ticks() -> dict[int, int]:
@@ -93,12 +111,7 @@ def _background_ticks() -> dict[int, int]:
 
 def _own_ticks() -> int | None:
     """utime + stime of this process (all its threads), in jiffies."""
-    try:
-        with open("/proc/self/stat", encoding="ascii") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return int(fields[11]) + int(fields[12])
+    return _stat_ticks("/proc/self/stat")
 
 
 @dataclass

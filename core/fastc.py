@@ -199,11 +199,9 @@ def panels(w: torch.Tensor, dtype: torch.dtype, width: int = 32) -> torch.Tensor
 def panels_q8(q: torch.Tensor, scale: torch.Tensor, width: int = 32) -> torch.Tensor:
     """int8 codes (out, in) and row scales (out,) as the kernel reads them (decode.c: q8_scales): the
     int8 panels (ceil(out/32), in, 32), then at the next 64-byte boundary the scales, zero-padded."""
-    out, n_in = q.shape
+    out = q.shape[0]
     p = (out + width - 1) // width
-    padded = torch.zeros((p * width, n_in), dtype=torch.int8)
-    padded[:out] = q
-    codes = padded.view(-1, width, n_in).transpose(1, 2).contiguous().view(-1).view(torch.uint8)
+    codes = panels(q, torch.int8, width).view(-1).view(torch.uint8)
     off = (codes.numel() + 63) // 64 * 64
     sc = torch.zeros(p * width, dtype=torch.float32)
     sc[:out] = scale

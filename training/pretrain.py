@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.cpu_share import cpu_flags
 from training import checkpoint
 from training.model import GPTConfig, build_model, n_params
 
@@ -102,17 +103,6 @@ def pick_device(pref: str = "auto") -> torch.device:
     if pref != "cpu" and torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device("cpu")
-
-
-def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
 
 
 def resolve_bf16(pref: bool | None, device: torch.device) -> bool:
