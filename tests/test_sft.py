@@ -10,7 +10,7 @@ import torch
 
 from core.prompt import ACROSTIC, FIRST_LINE, SEP
 from core.testing import tiny_model_and_tokenizer
-from training.sft import SFTConfig, collate, save_adapter, train_sft
+from training.sft import BatchOrder, SFTConfig, collate, encode, length_grouped_batches, save_adapter, train_sft
 from training.sft_data import build_examples, make_example
 
 ROWS = [
@@ -46,7 +46,7 @@ def test_examples_satisfy_their_requests():
 def test_labels_mask_prompt_and_padding():
     _, tok = tiny_model_and_tokenizer(n_chars=500)
     ex = build_examples(ROWS, seed=0)
-    x, y = collate(ex[:2], tok, 128)
+    x, y = collate(encode(ex[:2], tok), tok.pad_token_id, 128)
     for i, (prompt, _completion) in enumerate(ex[:2]):
         n_prompt = len(tok(prompt, add_special_tokens=False)["input_ids"])
         assert (y[i, :n_prompt] == -100).all()
@@ -59,7 +59,10 @@ def test_lora_loss_falls_and_adapter_roundtrips(tmp_path):
 
     model, tok = tiny_model_and_tokenizer(n_chars=800, n_embd=64, n_layer=2)
     ex = build_examples(ROWS[:3] * 8, seed=1)
-    cfg = SFTConfig(max_steps=40, batch_size=8, lr=1e-2, warmup_steps=2, eval_every=20, bf16=False)
+    # Three distinct poems: grouped by length, each batch would hold one poem's copies (a toy artefact;
+    # the instruction set's batches hold 32 poems), so this test batches them as they come.
+    cfg = SFTConfig(max_steps=40, batch_size=8, lr=1e-2, warmup_steps=2, eval_every=20, bf16=False,
+                    group_by_length=False)
     peft_model, hist = train_sft(model, tok, ex, ex[:8], cfg, progress=False)
     assert hist["valid_loss_after"] < hist["valid_loss_before"] - 0.5
     out = tmp_path / "adapters" / "test"
@@ -121,7 +124,8 @@ def test_an_interrupted_sft_run_resumes_exactly(tmp_path):
     from training.checkpoint import CheckpointError
 
     ex = build_examples(ROWS[:3] * 8, seed=1)
-    cfg = SFTConfig(max_steps=6, batch_size=4, lr=1e-2, warmup_steps=1, eval_every=3, bf16=False, ckpt_minutes=0)
+    # 24 examples in batches of 4: step 7 on is the second epoch, with its own grouping.
+    cfg = SFTConfig(max_steps=9, batch_size=4, lr=1e-2, warmup_steps=1, eval_every=3, bf16=False, ckpt_minutes=0)
 
     def fresh():
         return tiny_model_and_tokenizer(n_chars=800, n_embd=32, n_layer=1)
@@ -151,3 +155,46 @@ def test_an_interrupted_sft_run_resumes_exactly(tmp_path):
     m, tok = fresh()
     with pytest.raises(CheckpointError, match="another SFT run.*lr"):
         train_sft(m, tok, ex, ex[:4], SFTConfig(**{**cfg.__dict__, "lr": 5e-3}), progress=False, ckpt_dir=ckpt)
+
+
+def test_length_grouped_batches_cover_every_example_once_with_little_padding():
+    rng = random.Random(0)
+    lengths = [rng.choice((30, 40, 70, 80)) + rng.randrange(0, 120 if rng.random() < 0.1 else 4) for _ in range(3200)]
+    batches = length_grouped_batches(lengths, 32, seed=5)
+    assert sorted(j for b in batches for j in b) == list(range(3200))
+    assert len(batches) == 100 and all(len(b) == 32 for b in batches)
+
+    def padded(bs):
+        return sum(len(b) * max(lengths[j] for j in b) for b in bs) / sum(lengths)
+
+    consecutive = [list(range(k, k + 32)) for k in range(0, 3200, 32)]
+    assert padded(batches) < 1.05 < 1.3 < padded(consecutive)
+    assert batches == length_grouped_batches(lengths, 32, seed=5)
+    assert batches != length_grouped_batches(lengths, 32, seed=6)
+    # the order is random, not sorted: long and short batches alternate across the epoch
+    firsts = [lengths[b[0]] for b in batches]
+    assert firsts != sorted(firsts) and firsts != sorted(firsts, reverse=True)
+
+
+def test_batch_order_draws_a_new_grouping_each_epoch():
+    lengths = [i % 7 + 1 for i in range(50)]
+    order = BatchOrder(lengths, 8, seed=0, group=True)
+    assert order.per_epoch == 7
+    epoch0 = [order(k) for k in range(7)]
+    epoch1 = [order(k) for k in range(7, 14)]
+    assert sorted(sum(epoch0, [])) == sorted(sum(epoch1, [])) == list(range(50))
+    assert epoch0 != epoch1
+    assert BatchOrder(lengths, 8, seed=0, group=True)(9) == epoch1[2]  # a resumed run sees the same batch
+    assert BatchOrder(lengths, 8, seed=0, group=False)(1) == list(range(8, 16))
+
+
+def test_valid_loss_is_a_mean_per_poem_token_whatever_the_batch():
+    from training.sft import eval_loss, lora_model
+
+    model, tok = tiny_model_and_tokenizer(n_chars=800, n_embd=32, n_layer=1)
+    enc = encode(build_examples(ROWS, seed=2), tok)
+    cfg = SFTConfig(bf16=False)
+    peft = lora_model(model, cfg)
+    by_one = eval_loss(peft, enc, tok.pad_token_id, SFTConfig(batch_size=1, bf16=False), torch.device("cpu"))
+    by_all = eval_loss(peft, enc, tok.pad_token_id, SFTConfig(batch_size=len(enc), bf16=False), torch.device("cpu"))
+    assert by_one == pytest.approx(by_all, rel=1e-5)

@@ -198,6 +198,9 @@ def sft(
                                              "from stored requests, when there are at least 200)."),
     seed: int = typer.Option(0),
     threads: int = typer.Option(0, help="torch threads (0: all cores; 1 is faster beside another job)."),
+    adaptive_threads: bool = typer.Option(False, help="Follow the cores other processes leave free, up to "
+                                                      "--threads (CPU)."),
+    group_by_length: bool = typer.Option(True, help="Batch examples of similar length (1.6x less padding)."),
     ckpt_minutes: float = typer.Option(10.0, help="Save the resumable state this often (SHIREN_HOME/runs/sft-NAME)."),
 ) -> None:
     """LoRA-fine-tune the base model to follow requests (title, keywords, acrostic, first line).
@@ -251,7 +254,8 @@ def sft(
     if modules not in LORA_MODULE_SETS:
         raise ShirenError(f"unknown --modules {modules!r}; use {', '.join(LORA_MODULE_SETS)}")
     cfg = SFTConfig(rank=rank, alpha=2 * rank, lr=lr, batch_size=batch, max_steps=steps, seed=seed, threads=threads,
-                    ckpt_minutes=ckpt_minutes, targets=LORA_MODULE_SETS[modules])
+                    adaptive_threads=adaptive_threads, group_by_length=group_by_length, ckpt_minutes=ckpt_minutes,
+                    targets=LORA_MODULE_SETS[modules])
     from core.adapters import base_ref
 
     ckpt = paths.data_home() / "runs" / f"sft-{name}" / "ckpt"

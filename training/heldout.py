@@ -40,7 +40,7 @@ def example_nll(model: torch.nn.Module, tokenizer: Any, examples: list[tuple[str
 
     Sequences longer than `max_len` (the model's context) are cut; their cut tokens are not counted.
     """
-    from training.sft import collate
+    from training.sft import collate, encode
 
     model.eval()
     device = next(model.parameters()).device
@@ -49,7 +49,7 @@ def example_nll(model: torch.nn.Module, tokenizer: Any, examples: list[tuple[str
     nll, n = 0.0, 0
     for s in range(0, len(order), batch_size):
         batch = [examples[i] for i in order[s : s + batch_size]]
-        x, y = collate(batch, tokenizer, max_len)
+        x, y = collate(encode(batch, tokenizer), pad, max_len)
         x, y = x.to(device), y.to(device)
         logits = model(input_ids=x, attention_mask=(x != pad).long()).logits[:, :-1].float()
         tgt = y[:, 1:]

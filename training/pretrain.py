@@ -43,6 +43,21 @@ MACHINE_FIELDS = ("out_dir", "dataset_dir", "device", "compile", "micro_batch", 
 ADAPTIVE_INTERVAL_S = 10.0
 
 
+def free_cores(max_threads: int):
+    """The thread count a CPU training loop follows with adaptive threads (core.cpu_share)."""
+    from core.cpu_share import FreeCores
+
+    return FreeCores(max_threads=max_threads, interval_s=ADAPTIVE_INTERVAL_S)
+
+
+def follow_free_cores(cores) -> int | None:
+    """Before a step: set torch's threads to the cores free now; the new count when it changed."""
+    if cores is None or (n := cores.threads()) == torch.get_num_threads():
+        return None
+    torch.set_num_threads(n)
+    return n
+
+
 @dataclass
 class WeightsResume:
     """A restart from committed weights (no optimizer state): where, from which step, how it re-warmed."""
@@ -400,16 +415,10 @@ def train(cfg: TrainConfig, tokenizer, train_stream: np.ndarray, valid_stream: n
                dynamic_ncols=True, mininterval=2.0)
     last_ckpt = time.time()
     t0, tokens0, start_step = time.time(), 0, tr.step_no
-    cores = None
-    if cfg.adaptive_threads and tr.device.type == "cpu":
-        from core.cpu_share import FreeCores
-
-        cores = FreeCores(max_threads=threads, interval_s=ADAPTIVE_INTERVAL_S)
+    cores = free_cores(threads) if cfg.adaptive_threads and tr.device.type == "cpu" else None
     while tr.step_no < end:
-        if cores is not None and (n := cores.threads()) != torch.get_num_threads():
-            torch.set_num_threads(n)
-            if tr.is_main:
-                log_metrics(metrics, {"event": "threads", "threads": n, "at_step": tr.step_no, "time": time.time()})
+        if (n := follow_free_cores(cores)) and tr.is_main:
+            log_metrics(metrics, {"event": "threads", "threads": n, "at_step": tr.step_no, "time": time.time()})
         loss = tr.step()
         if tr.step_no == start_step + 1:  # the first step pays for compilation: time the rest
             t0, tokens0 = time.time(), 0
