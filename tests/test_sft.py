@@ -10,7 +10,15 @@ import torch
 
 from core.prompt import ACROSTIC, FIRST_LINE, SEP
 from core.testing import tiny_model_and_tokenizer
-from training.sft import BatchOrder, SFTConfig, collate, encode, length_grouped_batches, save_adapter, train_sft
+from training.sft import (
+    BatchOrder,
+    SFTConfig,
+    collate,
+    encode,
+    length_grouped_batches,
+    save_adapter,
+    train_sft,
+)
 from training.sft_data import build_examples, make_example
 
 ROWS = [

@@ -191,6 +191,7 @@ def sft(
     batch: int = typer.Option(32),
     lr: float = typer.Option(1e-3),
     rank: int = typer.Option(16, help="LoRA rank."),
+    lora_dropout: float = typer.Option(0.05, help="Dropout on the LoRA inputs (0 skips it: ~22% faster a step)."),
     modules: str = typer.Option("all", help="LoRA targets: all (attention and MLP projections), attn or mlp."),
     n_cipai: int = typer.Option(60, help="Train 词 only of the most common N 词牌."),
     valid_examples: int = typer.Option(512),
@@ -253,7 +254,7 @@ def sft(
 
     if modules not in LORA_MODULE_SETS:
         raise ShirenError(f"unknown --modules {modules!r}; use {', '.join(LORA_MODULE_SETS)}")
-    cfg = SFTConfig(rank=rank, alpha=2 * rank, lr=lr, batch_size=batch, max_steps=steps, seed=seed, threads=threads,
+    cfg = SFTConfig(rank=rank, alpha=2 * rank, dropout=lora_dropout, lr=lr, batch_size=batch, max_steps=steps, seed=seed, threads=threads,
                     adaptive_threads=adaptive_threads, group_by_length=group_by_length, ckpt_minutes=ckpt_minutes,
                     targets=LORA_MODULE_SETS[modules])
     from core.adapters import base_ref
