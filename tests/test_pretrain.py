@@ -251,9 +251,13 @@ def test_restart_from_weights_on_a_new_machine(tmp_path, streams, monkeypatch):
     ds.mkdir()
     (ds / "manifest.json").write_text(json.dumps({"poems": {"train": 160}, "chars": {"train": 4000},
                                                   "vocab_min_freq": 10}))
-    write_base_card(new, tmp_path / "exported", ds, n_samples=1, compare=None)
+    write_base_card(new, tmp_path / "exported", ds, n_samples=1, compare=None, sweep=None)
     card = (tmp_path / "exported" / "README.md").read_text()
     assert "| restart | at step 20 from committed weights" in card and "4-step LR re-warm-up" in card
+    logged = [json.loads(line) for line in (new / "metrics.jsonl").read_text().splitlines()]
+    tokens = [r["tokens"] for r in logged if "tokens" in r][-1]
+    assert tokens == 30 * 4 * 32  # 30 steps × batch 4 × 32
+    assert f"| compute | {6 * logged[0]['params'] * tokens:.1e} FLOPs" in card
     # "auto": the snapshot is taken only when this same run made it.
     monkeypatch.setattr(P, "default_snapshot_dir", lambda: snap)
     same = cfg_for(tmp_path / "x", tok, max_steps=30, lr=1e-2, warmup_steps=3, init_from="auto")

@@ -19,10 +19,10 @@ from training.model import GPTConfig, build_model
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def _save_base(out: Path, tok, n_embd: int, seed: int) -> Path:
+def _save_base(out: Path, tok, n_embd: int, seed: int, block_size: int = 64) -> Path:
     torch.manual_seed(seed)
     m = build_model(GPTConfig(arch="llama", vocab_size=len(tok), n_layer=2, n_head=4, n_embd=n_embd,
-                              block_size=64)).eval()
+                              block_size=block_size)).eval()
     m.save_pretrained(str(out))  # safetensors (the only format transformers 5 writes)
     tok.save_pretrained(str(out))
     return out
@@ -426,3 +426,27 @@ def test_int8_weights_one_definition_for_every_path(base, good_adapter):
         assert [p.text for p in poet.write(req)] == [p.text for p in poet.write_reference(req)]
     with pytest.raises(WeightsError, match="unknown weight format"):
         load_llama(base, weights="int4")
+
+
+def test_card_writes_one_poem_per_request_kind(tmp_path):
+    """The model card's samples: one per kind of the instruction mix, each meeting its request."""
+    from core.gelv import analyze
+    from core.testing import tiny_model_and_tokenizer
+    from training.model_card import CARD_REQUESTS, request_samples
+    from training.sft_data import DEFAULT_MIX, clauses
+
+    _, tok = tiny_model_and_tokenizer()
+    base = _save_base(tmp_path / "base", tok, n_embd=32, seed=0, block_size=256)  # room for a 七律 and a 词
+    adapter = _make_adapter(base, tmp_path / "adapter", seed=6)
+    assert sorted(k for k, _ in CARD_REQUESTS) == sorted(k for k, _ in DEFAULT_MIX.shares)
+    samples = request_samples(base, adapter)
+    assert [k for k, _, _ in samples] == [k or "form alone" for k, _ in CARD_REQUESTS]
+    for (_, req), (_, said, poem) in zip(CARD_REQUESTS, samples, strict=True):
+        assert said.startswith(req.form) and (not req.title or req.title in said)
+        if req.acrostic:
+            assert "".join(c[0] for c in clauses(poem)[: len(req.acrostic)]) == req.acrostic
+        if req.first_line:
+            assert poem.startswith(req.first_line)
+        assert all(k in poem for k in req.keywords)
+        verdict = analyze(poem, req.form, req.cipai or None)
+        assert verdict.format_ok and verdict.rhyme_ok, (said, poem)

@@ -285,13 +285,15 @@ def card(
     run: Path | None = typer.Option(None, help="Pretraining run dir (default: SHIREN_HOME/runs/pretrain)."),
     model: Path = typer.Option(Path("models/base"), help="The exported model dir to describe."),
     samples: int = typer.Option(10),
+    adapter: Path | None = typer.Option(None, help="An adapter trained on this base: adds one poem per request kind."),
 ) -> None:
-    """Write the base model's card (README.md): data, size, tokens, time, losses, raw samples."""
+    """Write the base model's card (README.md): data, size, tokens, compute, losses, the sweep, raw samples
+    and, with --adapter, one poem per request kind."""
     from core import paths
     from training.model_card import write_base_card
 
     run = run or paths.data_home() / "runs" / "pretrain"
-    write_base_card(run, model, paths.dataset_dir(), samples)
+    write_base_card(run, model, paths.dataset_dir(), samples, adapter=adapter)
     typer.echo(f"wrote {model / 'README.md'}")
 
 
