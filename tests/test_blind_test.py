@@ -8,7 +8,7 @@ import json
 import pytest
 from blind_support import fill
 
-from training.blind_test import SheetError, build_sheet, main, parse_sheet, score_sheets
+from training.blind_test import SheetError, build_sheet, main, parse_sheet, results_markdown, score_sheets
 
 GEN = [
     {"text": "春风吹柳绿，细雨润花红。\n独坐听莺语，闲看燕入空。", "form": "五绝", "cipai": "", "group": "r1",
@@ -108,3 +108,41 @@ def test_cli_build_and_score(tmp_path, capsys):
     broken.write_text(sheet, "utf-8")  # nothing filled in
     assert main(["score", "--key", str(key_path), "--sheets", str(broken)]) == 2
     assert "cannot score this sheet" in capsys.readouterr().err
+
+
+def test_two_generated_arms_on_one_sheet(tmp_path, capsys):
+    """Two sampling settings for the same requests: n of each on disjoint requests, one sheet with the
+    real poems, scored per arm against the real ones."""
+    hot = [{**p, "text": p["text"].replace("春", "夏").replace("江", "河").replace("万", "千")} for p in GEN]
+    extra = [{"text": "山中无历日，寒尽不知年。\n松下闲敲子，灯前独看禅。", "form": "五绝", "cipai": "", "group": "r7"}]
+    arms = {"cold": GEN, "hot": hot + extra}
+    pool = POOL + [{"id": "r8", "title": "鹿柴", "text": "空山不见人，但闻人语响。\n返景入深林，复照青苔上。",
+                    "form": "五绝", "cipai": ""}]
+    sheet, key = build_sheet(arms, pool, n=2, seed=4)
+    assert key["arms"] == ["cold", "hot"] and len(key["items"]) == 6
+    assert sorted(i.get("arm", "-") for i in key["items"]) == ["-", "-", "cold", "cold", "hot", "hot"]
+    refs = [i["ref"] for i in key["items"] if i["source"] == "generated"]
+    assert len(set(refs)) == 4  # no request answered twice on one sheet
+    assert not {i["ref"] for i in key["items"] if i["source"] == "real"} & set(refs)
+    for word in ("cold", "hot"):
+        assert word not in sheet
+    arm = {i["no"]: i.get("arm") for i in key["items"]}
+    answers = lambda no: {"fluency": 4 if arm[no] != "hot" else 1, "coherence": 3, "meaning": 3,  # noqa: E731
+                          "guess": "machine" if arm[no] == "hot" else "human", "confidence": 3}
+    res = score_sheets(key, {"a": parse_sheet(fill(sheet, answers), 6, key["sheet_id"])}, n_boot=100)
+    assert res["arms"]["hot"]["auc"][0] == 1.0 and res["arms"]["cold"]["auc"][0] == 0.5
+    assert res["arms"]["hot"]["scores"]["fluency"][0] == 1 and res["arms"]["cold"]["scores"]["fluency"][0] == 4
+    assert res["arms"]["hot"]["said_machine"] == 1.0 and res["arms"]["cold"]["n"] == 2
+    assert "| hot | 2 | 1.00 [1.00, 1.00] |" in results_markdown(res)
+    # the command line: ARM=PATH, names must differ
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    for path, poems in ((a, GEN), (b, hot + extra)):
+        path.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in poems), "utf-8")
+    r = tmp_path / "r.jsonl"
+    r.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pool[1:]), "utf-8")
+    assert main(["build", "--generated", f"cold={a}", f"hot={b}", "--real", str(r), "--n", "2",
+                 "--out", str(tmp_path / "s")]) == 0
+    assert json.loads(next((tmp_path / "s").glob("key-*.json")).read_text("utf-8"))["arms"] == ["cold", "hot"]
+    assert main(["build", "--generated", f"x={a}", f"x={b}", "--real", str(r), "--n", "2",
+                 "--out", str(tmp_path / "t")]) == 2
+    assert "its own name" in capsys.readouterr().err

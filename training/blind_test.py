@@ -1,6 +1,7 @@
 """A blind reading: readers score shuffled poems, some real and some generated, without knowing which.
 
     python -m training.blind_test build --generated G.jsonl --real-from-test --n 40 --seed 7 --out docs/blind
+    python -m training.blind_test build --generated t0.8=A.jsonl t1.0=B.jsonl --real-from-test --n 40 ...
     python -m training.blind_test score --key docs/blind/key-<ID>.json --sheets A.md B.md [--out results.md]
 
 `build` writes `sheet-<ID>.md` (what a reader gets: a number per poem, the poem body only — no
@@ -104,27 +105,44 @@ def sheet_id(seed: int, texts: list[str]) -> str:
     return hashlib.sha1(json.dumps([seed, texts], ensure_ascii=False).encode()).hexdigest()[:8]
 
 
-def build_sheet(generated: list[dict], real: list[dict], n: int, seed: int,
+def build_sheet(generated: list[dict] | dict[str, list[dict]], real: list[dict], n: int, seed: int,
                 real_is_pool: bool = True) -> tuple[str, dict]:
     """(sheet markdown, key). `n` poems of each source. `real_is_pool`: `real` is a pool to match
-    forms from (e.g. the test split); otherwise its first `n` poems are used as they are."""
+    forms from (e.g. the test split); otherwise its first `n` poems are used as they are.
+
+    `generated` may be several arms (name → poems, e.g. two sampling settings for the same requests):
+    `n` of each, on disjoint requests (a reader never meets two answers to one request), all mixed
+    into one sheet with the real poems; the key records each poem's arm."""
+    arms = generated if isinstance(generated, dict) else {"generated": generated}
     rng = random.Random(seed)
-    gen = _balanced_take(generated, n, rng)
-    if len(gen) < n:
-        raise ValueError(f"only {len(gen)} generated poems; asked for {n}")
-    re_ = match_real(gen, real, rng) if real_is_pool else _balanced_take(real, n, rng)
+    gen: list[tuple[str, dict]] = []
+    taken: set = set()
+    for arm, poems in arms.items():
+        free = [p for p in poems if not p.get("group") or p["group"] not in taken]
+        got = _balanced_take(free, n, rng)
+        if len(got) < n:
+            raise ValueError(f"only {len(got)} generated poems{f' in arm {arm!r}' if len(arms) > 1 else ''} "
+                             f"(on requests no other arm took); asked for {n}")
+        taken |= {p.get("group") for p in got if p.get("group")}
+        gen += [(arm, p) for p in got]
+    first = [p for a, p in gen if a == next(iter(arms))]
+    if real_is_pool:
+        real = [r for r in real if r.get("id", r.get("group")) not in taken]
+    re_ = match_real(first, real, rng) if real_is_pool else _balanced_take(real, n, rng)
     if len(re_) < n:
         raise ValueError(f"only {len(re_)} real poems; asked for {n}")
-    items = [("generated", p) for p in gen] + [("real", p) for p in re_]
+    items = [("generated", arm, p) for arm, p in gen] + [("real", "", p) for p in re_]
     rng.shuffle(items)
-    bodies = [display_body(p["text"]) for _, p in items]
+    bodies = [display_body(p["text"]) for _, _, p in items]
     sid = sheet_id(seed, bodies)
-    key = {"sheet_id": sid, "seed": seed, "n_per_source": n, "items": [
-        {"no": i + 1, "source": src, "form": p.get("form", ""), "cipai": p.get("cipai", ""),
-         "ref": p.get("id") or p.get("group") or "", "title": p.get("title", ""), "body": body,
+    key = {"sheet_id": sid, "seed": seed, "n_per_source": n, **({"arms": list(arms)} if len(arms) > 1 else {}),
+           "items": [
+        {"no": i + 1, "source": src, **({"arm": arm} if len(arms) > 1 and arm else {}), "form": p.get("form", ""),
+         "cipai": p.get("cipai", ""), "ref": p.get("id") or p.get("group") or "", "title": p.get("title", ""),
+         "body": body,
          **({"model_version": p["model_version"]} if "model_version" in p else {}),
          **({"request": p["request"]} if "request" in p else {})}
-        for i, ((src, p), body) in enumerate(zip(items, bodies, strict=True))]}
+        for i, ((src, arm, p), body) in enumerate(zip(items, bodies, strict=True))]}
     return render_sheet(sid, bodies), key
 
 
@@ -290,6 +308,18 @@ def score_sheets(key: dict, sheets: dict[str, dict], n_boot: int = 2000, seed: i
             "auc": bootstrap_groups(auc, sub, g, n_boot, seed),
             "said_machine": sum(x["guess"] == "machine" for x in sub) / max(1, len(sub)),
         }
+    arm_of = {it["no"]: it.get("arm", "") for it in key["items"]}
+    if key.get("arms"):  # several generated arms: each against the real poems, on the same sheets
+        out["arms"] = {}
+        for arm in key["arms"]:
+            sub = [x for x in rows if arm_of[x["no"]] == arm]
+            both = sub + [x for x in rows if x["source"] == "real"]
+            out["arms"][arm] = {
+                "n": sum(1 for v in arm_of.values() if v == arm),
+                "scores": {f: bootstrap_groups(mean(f), sub, [x["no"] for x in sub], n_boot, seed) for f in SCORES},
+                "auc": bootstrap_groups(auc, both, [x["no"] for x in both], n_boot, seed),
+                "said_machine": sum(x["guess"] == "machine" for x in sub) / max(1, len(sub)),
+            }
     if len(sheets) >= 2:  # do readers agree? mean pairwise correlation of their per-poem scores
         names = list(sheets)
         corr = {}
@@ -319,6 +349,13 @@ def results_markdown(res: dict) -> str:
              "| source | fluency | coherence | meaning |", "|---|---:|---:|---:|"]
     for s in SOURCES:
         lines.append(f"| {s} | " + " | ".join(_ci(res["scores"][s][f]) for f in SCORES) + " |")
+    if res.get("arms"):
+        lines += ["", "Each generated arm against the same real poems:", "",
+                  "| arm | poems | fluency | coherence | meaning | guess ROC-AUC vs real | share said 'machine' |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for arm, m in res["arms"].items():
+            lines.append(f"| {arm} | {m['n']} | " + " | ".join(_ci(m["scores"][f]) for f in SCORES)
+                         + f" | {_ci(m['auc'], '{:.3f}')} | {m['said_machine']:.2f} |")
     g = res["guess"]
     lines += ["", "| guesses | accuracy | ROC-AUC (confidence-weighted) | share said 'machine' |", "|---|---:|---:|---:|",
               f"| all readers | {_ci(g['accuracy'], '{:.3f}')} | {_ci(g['auc'], '{:.3f}')} | {g['said_machine']:.2f} |"]
@@ -345,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.blind_test", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="a shuffled reading sheet and its answer key")
-    b.add_argument("--generated", type=Path, required=True, help="JSONL of generated poems ({text, form, cipai, group})")
+    b.add_argument("--generated", nargs="+", required=True, metavar="[ARM=]JSONL",
+                   help="JSONL of generated poems ({text, form, cipai, group}); several as ARM=PATH, one arm each")
     src = b.add_mutually_exclusive_group(required=True)
     src.add_argument("--real-from-test", action="store_true", help="real poems of the same forms from the test split")
     src.add_argument("--real", type=Path, help="JSONL of real poems to use instead")
@@ -360,7 +398,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.cmd == "build":
-            gen = load_poems(args.generated)
+            specs = [g.split("=", 1) if "=" in g else ["generated", g] for g in args.generated]
+            if len({name for name, _ in specs}) < len(specs):
+                raise ValueError("each --generated arm needs its own name (ARM=PATH)")
+            gen = {name: load_poems(Path(path)) for name, path in specs}
+            if len(gen) == 1:
+                gen = next(iter(gen.values()))
             if args.real_from_test:
                 from core import paths
                 from training.corpus import load_split
