@@ -27,7 +27,9 @@ def test_sweep_scores_each_setting_on_the_same_requests():
         assert 0.0 <= r["auc_ci"][0] <= r["auc"] <= r["auc_ci"][1] <= 1.0
         assert r["lm_gap_ci"][0] <= r["lm_gap"] <= r["lm_gap_ci"][1]
     # the temperature reaches the poet: the same requests and seeds give other poems
-    assert rows[0]["generated"] != rows[1]["generated"]
+    assert [p["text"] for p in rows[0]["generated"]] != [p["text"] for p in rows[1]["generated"]]
+    assert [p["group"] for p in rows[0]["generated"]] == [p["group"] for p in rows[1]["generated"]]
+    assert all(p["request"]["temperature"] == 1.5 for p in rows[1]["generated"])
     md = to_markdown(rows, "tiny")
     assert md.count("\n| 0.3 | 0.95 | 10 |") == 1 and "| 1.5 | 0.95 | 10 |" in md and md.count("**←**") == 1
 

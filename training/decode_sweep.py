@@ -43,7 +43,7 @@ def score_setting(poet: Any, pairs: list[tuple[Any, dict]], setting: Setting, lm
     ng = ts["classifiers"]["ngram"]
     row = {"temperature": setting.temperature, "top_p": setting.top_p, "served": len(gen), "requests": len(pairs),
            "auc": ng["auc"], "auc_ci": ng["auc_ci"], "accuracy": ng["accuracy"],
-           "generated": [p["text"] for p in gen]}  # to read them: numbers alone do not say which reads better
+           "generated": gen}  # to read them: numbers alone do not say which reads better
     if lm is not None:
         gap = ts["likelihood"][LM_NAME]
         row.update(lm_gap=gap["gap"], lm_gap_ci=gap["gap_ci"], lm_auc=gap["auc"])
@@ -66,6 +66,10 @@ def detectability(row: dict) -> float:
     if "lm_auc" in row:
         d = max(d, row["lm_auc"], 1 - row["lm_auc"])
     return d
+
+
+def poems_file(row: dict) -> str:
+    return f"generated-T{row['temperature']:g}-p{row['top_p']:g}.jsonl"
 
 
 def best(rows: list[dict]) -> dict:
@@ -104,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--adapter", type=Path, default=None, help="default: the active adapter")
     ap.add_argument("--no-lm", action="store_true", help="skip the trigram LM's likelihood gap")
     ap.add_argument("--out", type=Path, default=None, help="also write the table (Markdown) and the rows (.json)")
+    ap.add_argument("--poems-dir", type=Path, default=None,
+                    help="also write each setting's poems as JSONL (generated-T<t>-p<p>.jsonl: blind_test build input)")
     args = ap.parse_args(argv)
 
     from core import paths
@@ -124,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
         poet.close()
     md = to_markdown(rows, poet.version)
     print(md)
+    if args.poems_dir:
+        from training.two_sample import write_jsonl
+
+        for r in rows:
+            write_jsonl(args.poems_dir / poems_file(r), r["generated"])
     if args.out:
         write_text(args.out, md)
         write_text(args.out.with_suffix(".json"), json.dumps(rows, indent=1))
