@@ -123,7 +123,8 @@ def run_bench(model_dir: Path | None = None, n_latency: int = 50, quick: bool = 
         ref.append(time.perf_counter() - t)
         same.append(ref_poems == [p.text for p in poet.write(r)])  # same seed, fast path: same poems?
     res["reference_path_七绝_p50_ms"] = 1000 * statistics.median(ref)
-    res["fast_equals_reference"] = {"same_poems": sum(same), "requests": len(same)}
+    res["fast_equals_reference"] = {"same_poems": sum(same), "requests": len(same),
+                                    "differing_seeds": [i for i, ok in enumerate(same) if not ok]}
     progress(f"reference path (HF forward, same constraints): {res['reference_path_七绝_p50_ms']:.1f} ms")
     # Stock generate() on the same model, retried until the form holds.
     model, tok = poet.model, poet.tokenizer
@@ -366,7 +367,9 @@ def bench_rows(res: dict) -> list[tuple[str, str, str]]:
          "≥ 50%"),
         ("reference path (HF forward, same masks)", f"{res['reference_path_七绝_p50_ms']:.1f} ms", ""),
         ("same poems as the reference path (fixed seeds)",
-         f"{res['fast_equals_reference']['same_poems']} / {res['fast_equals_reference']['requests']}", "all"),
+         f"{res['fast_equals_reference']['same_poems']} / {res['fast_equals_reference']['requests']}"
+         + (f" (seeds {', '.join(map(str, d))} differ)" if (d := res["fast_equals_reference"].get("differing_seeds"))
+            else ""), "all"),
         ("stock generate(), same model, until form holds",
          f"{res['stock_generate_same_model']['p50_ms_per_valid_poem']:.0f} ms "
          f"({res['stock_generate_same_model']['mean_tries']:.1f} tries)", ""),
@@ -439,7 +442,8 @@ def print_bench(res: dict) -> None:
 
 def to_markdown(res: dict) -> str:
     lines = [f"Machine: {res['machine']}; model {res['model']['version']}, {res['model']['params']:,} parameters; "
-             f"forward: {res['model'].get('forward', '?')} {res['model'].get('dtype', '')}.", "",
+             f"forward: {res['model'].get('forward', '?')} {res['model'].get('dtype', '')} "
+             f"({res['model'].get('isa', '?')} path).", "",
              "| measure | value | target |", "|---|---:|---:|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in bench_rows(res)]
     return "\n".join(lines) + "\n"

@@ -19,8 +19,22 @@ def test_model_speed_of_a_second_model(tmp_path):
     assert rows and m["version"] in rows[0][0]
 
 
+def test_markdown_names_the_kernel_path_that_ran():
+    from core.bench import to_markdown
+
+    res = {**_zeros(), "machine": "x86_64, 2 cores", "model": {"version": "base-x", "params": 5, "forward": "C kernel",
+                                                               "dtype": "int8", "isa": "avx2+fma"}}
+    head = to_markdown(res).splitlines()[0]
+    assert "C kernel int8 (avx2+fma path)" in head
+    assert any(r[2] == "≤ 40 ms p50" for r in bench_rows(res))  # the AVX2 target on an AVX2 path
+
+
 def _rows_of(res: dict) -> list[tuple[str, str, str]]:
     """bench_rows on a result that has only the compared model (the rest filled with zeros)."""
+    return bench_rows({**_zeros(), **res})
+
+
+def _zeros() -> dict:
     zero = {"p50_ms": 0.0, "p95_ms": 0.0}
     base = {"latency_七绝": zero, "latency_七律": zero, "throughput_n16": {"poems_per_s": 0},
             "throughput_n64": {"poems_per_s": 0}, "reference_path_七绝_p50_ms": 0.0,
@@ -29,4 +43,4 @@ def _rows_of(res: dict) -> list[tuple[str, str, str]]:
             "stock_generate_100M": {"params": 1e8, "ms_per_32_tokens": 0},
             "ratios": {"vs_reference_path": 0, "vs_stock_same_model": 0, "vs_stock_100M": 0},
             "floor": {"floor_ms_per_poem": 0, "matmul_gflops": 0}}
-    return bench_rows({**base, **res})
+    return base
