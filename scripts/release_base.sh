@@ -53,4 +53,5 @@ if [ ! -f "$REL/eval-old.json" ]; then
   $SHIREN eval --model-dir models/base --adapter models/adapters/"$(cat models/adapters/ACTIVE)" --two-sample \
     --two-sample-dir "$REL/two-sample-old" --out "$REL/eval-old.json" > "$REL/eval-old.txt"
 fi
-stage "done: $REL"
+.venv/bin/python -m training.eval_compare --old "$REL/eval-old.json" --new "$REL/eval-new.json" --out "$REL/eval-compare.md"
+stage "done: $REL (eval-compare.md: old vs new)"
