@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 from db_fixtures import *  # noqa: F403
 
@@ -94,8 +95,12 @@ def test_leases_take_renew_expire_release(store):
     assert store.acquire_lease("feedback-leader", "w1", 30)  # w2 died: w1 takes over
 
 
-def test_slots_cap_generations_across_two_stores(db_url):
+def test_slots_cap_generations_across_two_stores(db_url, monkeypatch):
     """The global cap: with limit 3, never more than 3 slots live, whichever store asks."""
+    import db.store
+
+    clock = [db.store.utcnow()]  # the store's clock, moved by the test: a slow machine cannot expire a lease
+    monkeypatch.setattr(db.store, "utcnow", lambda: clock[0])
     a, b = Store(db_url), Store(db_url)
     try:
         got = [s.acquire_slot("gen:", name, 3, 60) for s, name in ((a, "a"), (b, "b"), (a, "a"), (b, "b"))]
@@ -105,7 +110,7 @@ def test_slots_cap_generations_across_two_stores(db_url):
         assert b.acquire_slot("gen:", "b", 3, 60) is not None
         short = [a.acquire_slot("exp:", "a", 1, 0.05), a.acquire_slot("exp:", "a", 1, 0.05)]
         assert short[0] is not None and short[1] is None
-        time.sleep(0.1)  # a dead worker's slot expires
+        clock[0] += timedelta(seconds=0.1)  # a dead worker's slot expires
         assert a.acquire_slot("exp:", "a", 1, 60) is not None
     finally:
         a.close()
