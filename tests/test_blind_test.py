@@ -114,12 +114,16 @@ def test_two_generated_arms_on_one_sheet(tmp_path, capsys):
     """Two sampling settings for the same requests: n of each on disjoint requests, one sheet with the
     real poems, scored per arm against the real ones."""
     hot = [{**p, "text": p["text"].replace("春", "夏").replace("江", "河").replace("万", "千")} for p in GEN]
-    extra = [{"text": "山中无历日，寒尽不知年。\n松下闲敲子，灯前独看禅。", "form": "五绝", "cipai": "", "group": "r7"}]
+    extra = [{"text": "山中无历日，寒尽不知年。\n松下闲敲子，灯前独看禅。", "form": "五绝", "cipai": "", "group": "r7"},
+             {"text": "独上西楼望远山，秋风吹雨过江关。\n故园此去三千里，一夜归心到海湾。", "form": "七绝", "cipai": "",
+              "group": "r9"}]
     arms = {"cold": GEN, "hot": hot + extra}
     pool = POOL + [{"id": "r8", "title": "鹿柴", "text": "空山不见人，但闻人语响。\n返景入深林，复照青苔上。",
                     "form": "五绝", "cipai": ""}]
     sheet, key = build_sheet(arms, pool, n=2, seed=4)
     assert key["arms"] == ["cold", "hot"] and len(key["items"]) == 6
+    with pytest.raises(ValueError, match="same forms"):  # an arm with only 五绝 left cannot face a mixed one
+        build_sheet({"cold": GEN, "hot": hot + extra[:1]}, pool, n=2, seed=4)
     assert sorted(i.get("arm", "-") for i in key["items"]) == ["-", "-", "cold", "cold", "hot", "hot"]
     refs = [i["ref"] for i in key["items"] if i["source"] == "generated"]
     assert len(set(refs)) == 4  # no request answered twice on one sheet

@@ -344,3 +344,12 @@ def test_adaptive_threads_follow_the_free_cores(tmp_path, streams, monkeypatch):
     a, b = losses(ref), losses(out)
     assert all(b[s] == pytest.approx(a[s], abs=1e-4) for s in a)
     assert "adaptive_threads" in pt.MACHINE_FIELDS
+
+
+def test_card_curve_counts_a_step_evaluated_twice_once():
+    """A step logged, then killed before its checkpoint, then run again on resume: one row, the last."""
+    from training.model_card import valid_curve
+
+    rows = [{"step": 1000, "tokens": 10, "valid_loss": 4.0}, {"step": 1250, "tokens": 12, "valid_loss": 3.9},
+            {"step": 1250, "tokens": 12, "valid_loss": 3.8}, {"step": 1300, "tokens": 13, "train_loss": 3.7}]
+    assert valid_curve(rows) == [(1000, 10, 4.0), (1250, 12, 3.8)]

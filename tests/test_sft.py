@@ -206,3 +206,13 @@ def test_valid_loss_is_a_mean_per_poem_token_whatever_the_batch():
     by_one = eval_loss(peft, enc, tok.pad_token_id, SFTConfig(batch_size=1, bf16=False), torch.device("cpu"))
     by_all = eval_loss(peft, enc, tok.pad_token_id, SFTConfig(batch_size=len(enc), bf16=False), torch.device("cpu"))
     assert by_one == pytest.approx(by_all, rel=1e-5)
+
+
+def test_poem_tokens_count_what_the_loss_counts():
+    """The grouped loss's normaliser is built from poem_tokens: it must equal the labels collate keeps."""
+    from training.sft import poem_tokens
+
+    for p_len, c_len, max_len in [(5, 20, 192), (5, 20, 12), (5, 20, 5), (1, 3, 192), (30, 170, 192)]:
+        ex = (list(range(10, 10 + p_len)), list(range(100, 100 + c_len)))
+        _, y = collate([ex], pad_id=0, max_len=max_len)
+        assert poem_tokens(*ex, max_len) == int((y[:, 1:] != -100).sum())

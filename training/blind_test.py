@@ -126,6 +126,10 @@ def build_sheet(generated: list[dict] | dict[str, list[dict]], real: list[dict],
         taken |= {p.get("group") for p in got if p.get("group")}
         gen += [(arm, p) for p in got]
     first = [p for a, p in gen if a == next(iter(arms))]
+    mixes = {arm: sorted(p.get("form", "") for a, p in gen if a == arm) for arm in arms}
+    if len({tuple(m) for m in mixes.values()}) > 1:  # else an arm's scores would differ by form, not by arm
+        raise ValueError("the arms do not have the same forms to offer: " + "; ".join(
+            f"{arm}: " + ", ".join(f"{f} {m.count(f)}" for f in sorted(set(m))) for arm, m in mixes.items()))
     if real_is_pool:
         real = [r for r in real if r.get("id", r.get("group")) not in taken]
     re_ = match_real(first, real, rng) if real_is_pool else _balanced_take(real, n, rng)
@@ -398,7 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.cmd == "build":
-            specs = [g.split("=", 1) if "=" in g else ["generated", g] for g in args.generated]
+            # ARM=PATH where ARM is a plain name; anything else (a path that holds "=") is one path
+            specs = [g.split("=", 1) if re.match(r"^[\w.+-]+=", g) and not Path(g).exists() else ["generated", g]
+                     for g in args.generated]
             if len({name for name, _ in specs}) < len(specs):
                 raise ValueError("each --generated arm needs its own name (ARM=PATH)")
             gen = {name: load_poems(Path(path)) for name, path in specs}

@@ -248,6 +248,9 @@ def sft(
         raise ShirenError(f"unknown request mix {mix!r}; use default or db")
     train_ex = build_examples(train_rows, seed, wl, request_mix)
     valid_ex = build_examples(valid_rows, seed + 1, wl, request_mix)[:valid_examples]
+    if not train_ex or not valid_ex:
+        raise ShirenError(f"no instruction examples to {'train' if not train_ex else 'validate'} on: is the "
+                          f"dataset in {ds} complete? (shiren data prepare)")
     if epochs > 0:
         steps = max(1, math.ceil(epochs * len(train_ex) / batch))
     from training.sft import LORA_MODULE_SETS

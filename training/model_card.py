@@ -63,8 +63,10 @@ def request_samples(model_dir: Path, adapter_dir: Path, seed: int = 0) -> list[t
 
 
 def valid_curve(rows: list[dict], every: int = 1000) -> list[tuple[int, int, float]]:
-    """(step, tokens, valid loss) at every `every` steps and at the last evaluation."""
-    valid = [r for r in rows if "valid_loss" in r]
+    """(step, tokens, valid loss) at every `every` steps and at the last evaluation. A step evaluated
+    twice (logged, then killed before its checkpoint, then run again on resume) counts once: the last."""
+    valid = list({r["step"]: r for r in rows if "valid_loss" in r}.values())
+    valid.sort(key=lambda r: r["step"])
     keep = [r for r in valid if r["step"] % every == 0]
     if valid and (not keep or keep[-1] is not valid[-1]):
         keep.append(valid[-1])

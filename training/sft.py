@@ -11,7 +11,8 @@ pass over the instruction set can span several sittings.
 
 Batches group examples of similar length (as HF's `group_by_length`): the instruction set mixes 五绝
 of ~30 tokens with 词 of up to 192, and random batches of 32 padded to their longest carry 1.63× the
-real tokens; grouped within spans of 50 batches they carry 1.01×.
+real tokens; grouped within spans of 50 batches they carry 1.01×. Each grouped batch's summed loss is
+divided by one constant (the mean poem tokens of a batch), so every poem token weighs the same.
 """
 
 from __future__ import annotations
@@ -133,6 +134,11 @@ def encode(examples: Sequence[tuple[str, str]], tokenizer) -> list[tuple[list[in
     return list(zip(p, c, strict=True))
 
 
+def poem_tokens(prompt_ids: Sequence[int], completion_ids: Sequence[int], max_len: int) -> int:
+    """How many tokens of an example the loss counts: its completion, as far as `max_len` keeps it."""
+    return max(0, min(len(completion_ids), max_len - len(prompt_ids)))
+
+
 def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int,
                            span_batches: int = GROUP_SPAN_BATCHES) -> list[list[int]]:
     """Every index once, in batches of similar lengths and a random order: shuffle, sort within spans
@@ -222,8 +228,14 @@ def train_sft(base, tokenizer, train_ex, valid_ex, cfg: SFTConfig, progress: boo
     device = next(base.parameters()).device
     pad_id = tokenizer.pad_token_id
     train_enc, valid_enc = encode(train_ex, tokenizer), encode(valid_ex, tokenizer)
+    if not train_enc:
+        raise ValueError("no training examples")
     batch_of = BatchOrder([min(cfg.max_len, len(p) + len(c)) for p, c in train_enc], cfg.batch_size, cfg.seed,
                           cfg.group_by_length)
+    # Grouped batches hold one length each: a per-batch mean would weigh a 五绝 batch's tokens ~6x a 词
+    # batch's. Dividing each batch's summed loss by one constant, the mean poem tokens of a batch over
+    # the whole set, weighs every token alike, as random batches did on average.
+    per_batch = cfg.batch_size * sum(poem_tokens(p, c, cfg.max_len) for p, c in train_enc) / len(train_enc)
     model = lora_model(base, cfg)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -247,9 +259,11 @@ def train_sft(base, tokenizer, train_ex, valid_ex, cfg: SFTConfig, progress: boo
     for step in bar:
         follow_free_cores(cores)
         x, y = collate([train_enc[j] for j in batch_of(step)], pad_id, cfg.max_len)
-        loss = sft_loss(model, x.to(device), y.to(device), cfg.bf16)
+        total = sft_loss(model, x.to(device), y.to(device), cfg.bf16, reduction="sum")
+        n_tokens = max(1, int((y[:, 1:] != -100).sum()))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (total / (per_batch if cfg.group_by_length else n_tokens)).backward()
+        loss = total.detach() / n_tokens  # what is logged: this batch's mean loss per poem token
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
