@@ -7,6 +7,7 @@ import json
 import math
 import platform
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -55,7 +56,7 @@ def request_samples(model_dir: Path, adapter_dir: Path, seed: int = 0) -> list[t
     try:
         out = []
         for kind, req in CARD_REQUESTS:
-            poem = poet.write(PoemRequest(**{**req.to_dict(), "keywords": req.keywords, "seed": seed}))[0]
+            poem = poet.write(replace(req, seed=seed))[0]
             out.append((kind or "form alone", describe_request(req), poem.text))
         return out
     finally:
