@@ -285,9 +285,13 @@ def test_the_leader_answers_a_stored_but_unsent_poem_of_a_dead_worker(w):
 
 def test_a_worker_killed_mid_request_the_user_gets_a_retry_message_and_the_leader_moves(w):
     fake, store = w.fake, w.store
-    # worker 0 leads (it takes the lease over; its own ticks renew it)
-    store.release_lease(LEADER)
-    assert store.acquire_lease(LEADER, w.worker_id(0), 3 * HEARTBEAT_S)
+    # worker 0 leads (it takes the lease over; its own ticks renew it). Worker 1 ticks too and may take
+    # the lease between the release and the acquire, so drop and take it until worker 0 has it.
+    def worker_0_takes_the_lease() -> bool:
+        store.release_lease(LEADER)
+        return store.acquire_lease(LEADER, w.worker_id(0), 3 * HEARTBEAT_S)
+
+    until(worker_0_takes_the_lease, what="worker 0 to take the feedback lease")
     until(lambda: w.bot_data(0).get("leader") is True, what="worker 0 to lead")
     w.poets[0].stuck = True
     poems = store.stats()["poems"]
