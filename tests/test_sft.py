@@ -17,6 +17,7 @@ from training.sft import (
     encode,
     length_grouped_batches,
     save_adapter,
+    save_bf16_copy,
     train_sft,
 )
 from training.sft_data import build_examples, make_example
@@ -83,6 +84,34 @@ def test_lora_loss_falls_and_adapter_roundtrips(tmp_path):
     peft_model.eval()
     with torch.no_grad():
         assert torch.allclose(loaded(input_ids=x).logits, peft_model(input_ids=x).logits, atol=1e-5)
+
+
+def test_bf16_copy_of_an_adapter_loads_and_writes_as_the_fp32_one_up_to_rounding(tmp_path):
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    model, tok = tiny_model_and_tokenizer(n_chars=800, n_embd=64, n_layer=2)
+    ex = build_examples(ROWS[:3] * 8, seed=1)
+    cfg = SFTConfig(max_steps=10, batch_size=8, lr=1e-2, warmup_steps=2, eval_every=10, bf16=False,
+                    group_by_length=False)
+    peft_model, hist = train_sft(model, tok, ex, ex[:8], cfg, progress=False)
+    src, dst = tmp_path / "fp32", tmp_path / "bf16"
+    save_adapter(peft_model, src, "tiny-base", cfg, hist, {"train_examples": len(ex), "valid_examples": 8})
+    save_bf16_copy(src, dst)
+    a, b = load_file(str(src / "adapter_model.safetensors")), load_file(str(dst / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and all(t.dtype == torch.bfloat16 for t in b.values())
+    assert all(torch.equal(a[k].to(torch.bfloat16), b[k]) for k in a)
+    assert (dst / "adapter_model.safetensors").stat().st_size < 0.6 * (src / "adapter_model.safetensors").stat().st_size
+    for name in ("adapter_config.json", "README.md", "training.json"):
+        assert (dst / name).read_bytes() == (src / name).read_bytes()
+    x = torch.tensor([tok("<bos><五绝><sep>床前明月光", add_special_tokens=False)["input_ids"]])
+    logits = []
+    for d in (src, dst):
+        base, _ = tiny_model_and_tokenizer(n_chars=800, n_embd=64, n_layer=2)
+        with torch.no_grad():
+            logits.append(PeftModel.from_pretrained(base, str(d)).eval()(input_ids=x).logits.float())
+    assert not torch.equal(logits[0], logits[1])  # rounded, so not bit-equal ...
+    assert torch.allclose(logits[0], logits[1], atol=0.05)  # ... but the same model
 
 
 def test_request_mix_follows_its_shares_and_title_alone_leads():

@@ -293,6 +293,25 @@ def save_adapter(model, out_dir: Path, base_name: str, cfg: SFTConfig, hist: dic
         (tmp / "README.md").write_text(adapter_card(out_dir.name, base_name, cfg, hist, data_info), "utf-8")
 
 
+def save_bf16_copy(adapter: Path, out_dir: Path) -> None:
+    """A copy of an adapter folder with its LoRA matrices in bf16: what the repository ships (half the
+    bytes of the fp32 ones training writes). Loading computes the merge in fp32 and rounds it to the
+    bf16 base either way, so the poems change only by that rounding; everything else is copied as is."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    weights = "adapter_model.safetensors"
+    tensors = load_file(str(adapter / weights))
+    with atomic_dir(out_dir) as tmp:
+        for f in adapter.iterdir():
+            if f.is_file() and f.name != weights:
+                shutil.copy2(f, tmp / f.name)
+        save_file({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in tensors.items()},
+                  str(tmp / weights), metadata={"format": "pt"})
+
+
 def adapter_card(name: str, base: str, cfg: SFTConfig, hist: dict, data: dict) -> str:
     steps = hist["steps"]
     evals = [r for r in steps if "valid_loss" in r]
