@@ -63,19 +63,25 @@ def test_labels_mask_prompt_and_padding():
     assert (y[x == tok.pad_token_id] == -100).all()
 
 
-def test_lora_loss_falls_and_adapter_roundtrips(tmp_path):
-    from peft import PeftModel
-
+def _tiny_sft(out, max_steps: int, eval_every: int):
+    """A tiny model fine-tuned on three poems and its adapter saved to `out`: (peft model, tokenizer, history)."""
     model, tok = tiny_model_and_tokenizer(n_chars=800, n_embd=64, n_layer=2)
     ex = build_examples(ROWS[:3] * 8, seed=1)
     # Three distinct poems: grouped by length, each batch would hold one poem's copies (a toy artefact;
-    # the instruction set's batches hold 32 poems), so this test batches them as they come.
-    cfg = SFTConfig(max_steps=40, batch_size=8, lr=1e-2, warmup_steps=2, eval_every=20, bf16=False,
+    # the instruction set's batches hold 32 poems), so these tests batch them as they come.
+    cfg = SFTConfig(max_steps=max_steps, batch_size=8, lr=1e-2, warmup_steps=2, eval_every=eval_every, bf16=False,
                     group_by_length=False)
     peft_model, hist = train_sft(model, tok, ex, ex[:8], cfg, progress=False)
-    assert hist["valid_loss_after"] < hist["valid_loss_before"] - 0.5
-    out = tmp_path / "adapters" / "test"
     save_adapter(peft_model, out, "tiny-base", cfg, hist, {"train_examples": len(ex), "valid_examples": 8})
+    return peft_model, tok, hist
+
+
+def test_lora_loss_falls_and_adapter_roundtrips(tmp_path):
+    from peft import PeftModel
+
+    out = tmp_path / "adapters" / "test"
+    peft_model, tok, hist = _tiny_sft(out, max_steps=40, eval_every=20)
+    assert hist["valid_loss_after"] < hist["valid_loss_before"] - 0.5
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= {p.name for p in out.iterdir()}
     assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == "tiny-base"
     base2, _ = tiny_model_and_tokenizer(n_chars=800, n_embd=64, n_layer=2)
@@ -90,13 +96,8 @@ def test_bf16_copy_of_an_adapter_loads_and_writes_as_the_fp32_one_up_to_rounding
     from peft import PeftModel
     from safetensors.torch import load_file
 
-    model, tok = tiny_model_and_tokenizer(n_chars=800, n_embd=64, n_layer=2)
-    ex = build_examples(ROWS[:3] * 8, seed=1)
-    cfg = SFTConfig(max_steps=10, batch_size=8, lr=1e-2, warmup_steps=2, eval_every=10, bf16=False,
-                    group_by_length=False)
-    peft_model, hist = train_sft(model, tok, ex, ex[:8], cfg, progress=False)
     src, dst = tmp_path / "fp32", tmp_path / "bf16"
-    save_adapter(peft_model, src, "tiny-base", cfg, hist, {"train_examples": len(ex), "valid_examples": 8})
+    _, tok, _ = _tiny_sft(src, max_steps=10, eval_every=10)
     save_bf16_copy(src, dst)
     a, b = load_file(str(src / "adapter_model.safetensors")), load_file(str(dst / "adapter_model.safetensors"))
     assert a.keys() == b.keys() and all(t.dtype == torch.bfloat16 for t in b.values())
