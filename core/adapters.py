@@ -20,6 +20,10 @@ from pathlib import Path
 
 from core import paths
 
+# peft's file names inside an adapter folder (PeftModel.save_pretrained writes them; from_pretrained reads them).
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
 log = logging.getLogger(__name__)
 BASE_REF_PREFIX = "shiren/"
 _BASE_REF = re.compile(r"^shiren/(base-[0-9a-f]{8})$")
@@ -73,7 +77,7 @@ def user_adapters_dir() -> Path:
 
 
 def is_adapter(path: Path) -> bool:
-    return (Path(path) / "adapter_config.json").exists() and (Path(path) / "adapter_model.safetensors").exists()
+    return (Path(path) / ADAPTER_CONFIG).exists() and (Path(path) / ADAPTER_WEIGHTS).exists()
 
 
 def shipped_default() -> Path | None:

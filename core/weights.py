@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from core.adapters import ADAPTER_WEIGHTS
 from core.fastlm import LlamaShape
 
 _LORA_KEY = re.compile(r"^base_model\.model\.(?P<mod>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight$")
@@ -85,9 +86,9 @@ def merge_lora(state_dict: dict[str, torch.Tensor], adapter: Path, round_to: tor
     r, alpha = int(cfg.get("r", 8)), float(cfg.get("lora_alpha", 8))  # peft's LoraConfig defaults
     rank_pattern, alpha_pattern = cfg.get("rank_pattern") or {}, cfg.get("alpha_pattern") or {}
     try:
-        lora = load_file(str(adapter / "adapter_model.safetensors"))
+        lora = load_file(str(adapter / ADAPTER_WEIGHTS))
     except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError on a corrupt file
-        raise WeightsError(f"cannot read {adapter / 'adapter_model.safetensors'}: {e}") from e
+        raise WeightsError(f"cannot read {adapter / ADAPTER_WEIGHTS}: {e}") from e
     pairs: dict[str, dict[str, torch.Tensor]] = {}
     for k, v in lora.items():
         m = _LORA_KEY.match(k)

@@ -155,3 +155,42 @@ def test_doubts_name_characters_of_the_poem(poet):
     body = p.text.replace("\n", "")
     assert len(d) == 3 and all(body[i] == c for i, c, _ in d)
     assert d[0][2] >= d[1][2] >= d[2][2]
+
+
+def test_pll_in_folds_is_the_one_at_a_time_doubt_when_each_fold_holds_one_character(parts):
+    """With as many folds as characters, each forward masks one character: the pseudo-log-likelihood is
+    then minus the mean of `doubt` (masked one at a time); fewer folds give another, finite number."""
+    _, _, critic = parts
+    texts = ["床前明月光，疑是地上霜。\n举头望明月，低头思故乡。", "白日依山尽，黄河入海流。\n欲穷千里目，更上一层楼。"]
+    forms = ["五绝", "五绝"]
+    one_at_a_time = [-sum(critic.doubt(t, f, [i for i, c in enumerate(t.replace("\n", "")) if c not in "，。"])) / 20
+                     for t, f in zip(texts, forms, strict=True)]
+    assert critic.pll(texts, forms, folds=20).tolist() == pytest.approx(one_at_a_time, abs=1e-4)
+    four = critic.pll(texts, forms, folds=4)
+    assert torch.isfinite(four).all() and four.tolist() != pytest.approx(one_at_a_time, abs=1e-4)
+
+
+def test_card_names_the_score_and_a_saved_choice_survives(parts, tmp_path):
+    """`score: "pll"` in config.json makes `score` the pseudo-log-likelihood; it survives a save; an
+    unknown score is a load error, not a silent fallback."""
+    import json
+    import shutil
+
+    from core.critic.critic import CriticLoadError
+
+    _, _, critic = parts
+    critic.save(tmp_path / "c", dtype=torch.float32, tokenizer_json=critic.tokenizer_json)
+    cfg = json.loads((tmp_path / "c" / "config.json").read_text("utf-8"))
+    assert cfg["score"] == "human"
+    cfg["score"] = "pll"
+    (tmp_path / "c" / "config.json").write_text(json.dumps(cfg), "utf-8")
+    by_pll = Critic.load(tmp_path / "c")
+    texts, forms = ["白日依山尽，黄河入海流。\n欲穷千里目，更上一层楼。"], ["五绝"]
+    assert by_pll.score(texts, forms).tolist() == pytest.approx(by_pll.pll(texts, forms).tolist(), abs=1e-6)
+    by_pll.save(tmp_path / "again")
+    assert Critic.load(tmp_path / "again").card.score == "pll"
+    shutil.copytree(tmp_path / "c", tmp_path / "bad")
+    cfg["score"] = "vibes"
+    (tmp_path / "bad" / "config.json").write_text(json.dumps(cfg), "utf-8")
+    with pytest.raises(CriticLoadError, match="vibes"):
+        Critic.load(tmp_path / "bad")

@@ -74,6 +74,13 @@ def critic(
     stage: str = typer.Option("all", help="mlm, human, rating, export, or all (in that order)."),
     minutes: float = typer.Option(45.0, help="Wall-time cap of this session's masked-LM pretraining (it resumes)."),
     max_steps: int = typer.Option(3000, help="Length of the masked-LM schedule."),
+    batch: int = typer.Option(128, help="Poems per masked-LM step."),
+    mask_rate: float = typer.Option(0.25, help="Share of characters masked and predicted in training "
+                                               "(validation always masks 15%)."),
+    lr: float = typer.Option(2e-3, help="Peak learning rate of the masked LM."),
+    buckets: int = typer.Option(16, help="Length buckets: each batch holds poems of similar length."),
+    init_from: Path | None = typer.Option(None, "--init-from", help="A critic dir (e.g. models/critic) to restart the "
+                                          "masked LM from when the run dir has no checkpoint (a new machine)."),
     per_form: int = typer.Option(300, help="Requests per form for the human-likeness head's samples."),
     out: Path | None = typer.Option(None, help="Run dir (default: SHIREN_HOME/runs/critic)."),
     export_to: Path = typer.Option(Path("models/critic"), "--export-to", help="Where the shipped critic goes."),
@@ -101,7 +108,8 @@ def critic(
     out = out or paths.data_home() / "runs" / "critic"
     heads_dir = out / "heads"
     if "mlm" in todo:
-        cfg = MLMConfig(out_dir=str(out), dataset_dir=str(ds), max_steps=max_steps, threads=threads)
+        cfg = MLMConfig(out_dir=str(out), dataset_dir=str(ds), max_steps=max_steps, threads=threads, batch_size=batch,
+                        mask_rate=mask_rate, lr=lr, length_buckets=buckets, init_from=str(init_from or ""))
         c = train_mlm(cfg, minutes=minutes, log=typer.echo)
         typer.echo(f"masked LM: {c.card.metrics}")
     src = heads_dir if (heads_dir / "config.json").exists() and "human" not in todo else out / "ckpt"

@@ -133,14 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     test = load_split(ds, "test")
     pairs = two_sample_requests(test, a.per_form, seed=0)
     if a.k_sweep:
-        poet = Poet.load()
+        poet = Poet.load(critic="on")
         rows = candidates_tradeoff(poet, [(r, row) for r, row in pairs if r.form == "七绝"])
         (out / "k_sweep.json").write_text(json.dumps(rows, indent=1), "utf-8")
         poet.close()
         return 0
     res: dict = {"requests": len(pairs), "conditions": {}}
     lm = train_lm(ds)
-    critic_poet = Poet.load()
+    critic_poet = Poet.load(critic="on")  # measured whether or not the shipped card says promoted
     if critic_poet.critic is None:
         raise ShirenError("no critic to measure (models/critic or SHIREN_CRITIC_DIR)")
     plain_poet = Poet.load(critic=None)

@@ -562,6 +562,7 @@ def model_signals(base: Any, adapter: Any, tokenizer: Any, critic: Any = None, l
             hum = critic.score([p["text"] for p in poems], [p["form"] for p in poems]).tolist()
             out["critic_human"] = hum
             out["critic_rank"] = [r + CRITIC_WEIGHT * h for r, h in zip(out["poet_rank"], hum, strict=True)]
+            out["mlm_pll4"] = critic.pll([p["text"] for p in poems], [p["form"] for p in poems], folds=4).tolist()
             out["mlm_pll"], out["mlm_min"], out["mlm_worst3"] = [], [], []
             for p in poems:
                 body = p["text"].translate(_LAYOUT)
@@ -603,6 +604,7 @@ SIGNAL_NOTES = {
     "critic_human": "critic's human-likeness logit",
     "critic_rank": "Poet's ranking score with `--critic`",
     "mlm_pll": "critic MLM pseudo-log-likelihood, mean ln P/char",
+    "mlm_pll4": "the same with a quarter of the characters masked at once (4 forwards a poem: what choosing can afford)",
     "mlm_min": "critic MLM, ln P of the most doubted char",
     "mlm_worst3": "critic MLM, mean ln P of the 3 most doubted chars",
     "context_gain": "base model: ln P gain of later lines from earlier ones",

@@ -302,7 +302,7 @@ def save_bf16_copy(adapter: Path, out_dir: Path) -> None:
     import torch
     from safetensors.torch import load_file, save_file
 
-    weights = "adapter_model.safetensors"
+    from core.adapters import ADAPTER_WEIGHTS as weights
     tensors = load_file(str(adapter / weights))
     with atomic_dir(out_dir) as tmp:
         for f in adapter.iterdir():

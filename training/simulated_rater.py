@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from core.adapters import ADAPTER_WEIGHTS
 from core.types import PoemRequest, ShirenError
 from training.metrics import bootstrap_ci
 
@@ -169,7 +170,7 @@ def make_tiny_setup(root, seed: int = 0, n_embd: int = 32, n_layer: int = 1, n_c
                 emb[ids] += v
         model.save_pretrained(str(base_dir))
         tok.save_pretrained(str(base_dir))
-    if not (adapter_dir / "adapter_model.safetensors").exists():
+    if not (adapter_dir / ADAPTER_WEIGHTS).exists():
         from core.adapters import base_ref
         from core.atomic import atomic_dir
         from training.feedback import load_base

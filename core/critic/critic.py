@@ -34,6 +34,12 @@ TOKENIZER_FILE = "tokenizer.json"
 _LAYOUT = str.maketrans("", "", "\n ")
 
 
+# The scores a critic can choose by (CriticCard.score).
+SCORES = ("human", "pll")
+# Interleaved sets of characters masked together by `Critic.pll` (one forward each).
+PLL_FOLDS = 4
+
+
 class CriticLoadError(ShirenError):
     """The critic folder is missing or unreadable."""
 
@@ -45,15 +51,21 @@ class CriticCard:
     model: CriticConfig
     heads: dict[str, bool] = field(default_factory=lambda: {"human": False, "rating": False})
     metrics: dict[str, float] = field(default_factory=dict)
+    # What `Critic.score` returns: "human" (the human-likeness logit, when that head is trained) or "pll"
+    # (the masked LM's pseudo-log-likelihood, `Critic.pll`). Chosen by which readers agree with (docs/critic.md).
+    score: str = "human"
 
     def to_json(self) -> str:
-        return json.dumps({"model": asdict(self.model), "heads": self.heads, "metrics": self.metrics},
-                          ensure_ascii=False, indent=1)
+        return json.dumps({"model": asdict(self.model), "heads": self.heads, "metrics": self.metrics,
+                           "score": self.score}, ensure_ascii=False, indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> CriticCard:
         d = json.loads(text)
-        return cls(CriticConfig(**d["model"]), dict(d.get("heads", {})), dict(d.get("metrics", {})))
+        score = d.get("score", "human")
+        if score not in SCORES:
+            raise ValueError(f"unknown critic score {score!r} (one of {', '.join(SCORES)})")
+        return cls(CriticConfig(**d["model"]), dict(d.get("heads", {})), dict(d.get("metrics", {})), score)
 
 
 class CharVocab:
@@ -81,6 +93,14 @@ class CharVocab:
 
 BODY_OFFSET = 2  # <bos> <form>
 _THREADS_LOCK = threading.Lock()
+
+
+def char_mask(vocab: CharVocab) -> torch.Tensor:
+    """(V + 1,) True at the ids that are characters — what the masked LM learns to predict — not
+    punctuation or control tokens; the last id, [MASK], is False."""
+    from core.generate import _is_cjk
+
+    return torch.tensor([bool(_is_cjk(t)) for t in vocab.id_to_tok] + [False])
 
 
 @contextlib.contextmanager
@@ -111,6 +131,7 @@ class Critic:
         self.path = path
         self.has_human = bool(card.heads.get("human"))
         self.has_rating = bool(card.heads.get("rating"))
+        self._content = char_mask(vocab)
 
     # ---- loading and saving ------------------------------------------------------------
     @classmethod
@@ -174,10 +195,14 @@ class Critic:
 
     @torch.inference_mode()
     def score(self, texts: list[str], forms: list[str]) -> torch.Tensor:
-        """(B,) the critic's score, higher is better: the human-likeness logit where that head is trained,
-        else the mean log-probability of each char with the whole poem visible (a weak stand-in)."""
+        """(B,) the critic's score, higher is better: what its card names (`CriticCard.score`) — the
+        human-likeness logit where that head is trained, or the pseudo-log-likelihood (`pll`); with neither,
+        the mean log-probability of each char with the whole poem visible (a weak stand-in)."""
+        ids = self.batch(texts, forms)
+        if self.card.score == "pll":
+            return self._pll(ids, PLL_FOLDS).cpu()
         with one_thread():
-            return self._score(self.batch(texts, forms)).cpu()
+            return self._score(ids).cpu()
 
     def _score(self, ids: torch.Tensor) -> torch.Tensor:
         if self.has_human:
@@ -186,6 +211,29 @@ class Critic:
         lp = torch.log_softmax(self.model.mlm_logits(h), -1).gather(-1, ids[..., None]).squeeze(-1)
         real = (ids != self.vocab.pad) & (torch.arange(ids.shape[1], device=ids.device) >= BODY_OFFSET)
         return (lp * real).sum(1) / real.sum(1).clamp_min(1)
+
+    @torch.inference_mode()
+    def pll(self, texts: list[str], forms: list[str], folds: int = PLL_FOLDS) -> torch.Tensor:
+        """(B,) pseudo-log-likelihood: mean ln P of each character under the masked LM with it masked.
+        Masking one character at a time costs a forward per character; here the characters are split into
+        `folds` interleaved sets (every `folds`-th one) masked together, so `folds` forwards per poem, each
+        with about 1/`folds` of the poem hidden (the training mask rate's neighbourhood)."""
+        return self._pll(self.batch(texts, forms), folds).cpu()
+
+    def _pll(self, ids: torch.Tensor, folds: int) -> torch.Tensor:
+        B, T = ids.shape
+        body = torch.arange(T, device=ids.device) >= BODY_OFFSET
+        content = self._content.to(ids.device)[ids] & body & (ids != self.vocab.pad)
+        rank = content.long().cumsum(1) - 1  # each character's index among the poem's characters
+        rows = ids.repeat(folds, 1)
+        which = torch.cat([content & (rank % folds == f) for f in range(folds)])
+        rows[which] = self.card.model.mask_id
+        with one_thread():
+            h = self.model.hidden(rows)[which]
+            lp = torch.log_softmax(self.model.mlm_logits(h), -1).gather(-1, ids.repeat(folds, 1)[which][:, None])[:, 0]
+        owner = torch.arange(B, device=ids.device).repeat(folds)[:, None].expand(-1, T)[which]  # row r: poem r % B
+        tot = torch.zeros(B, device=ids.device).index_add_(0, owner, lp)
+        return tot / content.sum(1).clamp_min(1)
 
     @torch.inference_mode()
     def rating(self, texts: list[str], forms: list[str]) -> torch.Tensor:
