@@ -37,6 +37,9 @@ from core.types import MAX_CANDIDATES, BusyError, Poem, PoemRequest, RequestErro
 _CLAUSE = re.compile(r"[，。？！；、\n]+")
 log = logging.getLogger("shiren.poet")
 
+# Drafts the decoder draws for one request without a critic (at least twice the poems asked for): spares
+# for the likelihood ranking to drop copied or weak lines.
+PLAIN_DRAFTS = 4
 # Candidates the decoder draws per requested poem when a critic chooses among them (docs/critic.md:
 # the measured trade-off of K against latency).
 DEFAULT_CANDIDATES = 8
@@ -99,9 +102,10 @@ class Poet:
     def __init__(self, model, tokenizer, *, version: str = "", conditioned: bool = False,
                  corpus_lines: CorpusLines | None = None, max_pending: int = 128, critic: Critic | None = None,
                  candidates: int = DEFAULT_CANDIDATES, polish: bool = True,
-                 device: str | torch.device | None = None):
+                 device: str | torch.device | None = None, min_drafts: int = PLAIN_DRAFTS):
         """`model`: a transformers causal LM, or `LoadedWeights` (core.weights: no transformers needed).
         `critic`: chooses among `candidates` drafts per poem and (with `polish`) mends the chosen ones.
+        `min_drafts`: drafts per request at the least, critic or not (the likelihood ranking picks among them).
         `device`: where the engine and the critic run (core.device: default SHIREN_DEVICE, else CUDA
         when present); the reference path (`write_reference`) stays on the CPU, the yardstick."""
         from core.weights import LoadedWeights
@@ -136,6 +140,7 @@ class Poet:
             if self.device.type != "cpu":
                 log.info("decoding on %s: %s", self.device, describe(self.device))
         self.candidates = max(1, candidates)
+        self.min_drafts = max(1, min_drafts)
         self.polish = polish
         self.critic: Critic | None = None
         self.set_critic(critic)
@@ -270,7 +275,7 @@ class Poet:
         plan = build_plan(req, random.Random(seed))
         # Oversample: spare candidates let the reranker drop copied or weak lines; a critic chooses among more.
         drafts = self.candidates * req.n if self.critic is not None else 0
-        return req, seed, plan, min(MAX_CANDIDATES, max(4, 2 * req.n, drafts))
+        return req, seed, plan, min(MAX_CANDIDATES, max(self.min_drafts, 2 * req.n, drafts))
 
     def make_job(self, request: PoemRequest) -> tuple[PoemRequest, Job]:
         req, seed, plan, batch = self._prepare(request)

@@ -61,12 +61,18 @@ def test_chosen_and_mended_poems_keep_every_guarantee(poet):
     assert mended, "a random critic finds something to mend somewhere"
 
 
-def test_critic_draws_more_candidates(poet):
+def test_critic_draws_more_candidates(poet, parts):
     req = poet.validate(PoemRequest(form="七绝", seed=1))
     assert poet._prepare(req)[3] == poet.candidates * 1 >= 8
     bare = tiny_poet(seed=0)
     assert bare._prepare(req)[3] == 4  # the plain path is unchanged
     bare.close()
+    model, tok, _ = parts
+    more = Poet(model, tok, version="tiny-0", min_drafts=8)  # as many drafts as a critic gets, ranked by likelihood
+    assert more._prepare(req)[3] == 8 and more.critic is None
+    two = more.write(PoemRequest(form="七绝", seed=1, n=2))
+    assert len({p.text for p in two}) == 2
+    more.close()
 
 
 def test_no_polish_returns_the_chosen_draft(parts):

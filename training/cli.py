@@ -86,6 +86,8 @@ def critic(
     export_to: Path = typer.Option(Path("models/critic"), "--export-to", help="Where the shipped critic goes."),
     threads: int = typer.Option(1, help="torch threads (leave the CPU to the generator's own training)."),
     database_url: str | None = typer.Option(None, "--database-url", envvar="SHIREN_DATABASE_URL"),
+    score: str | None = typer.Option(None, help="What the critic chooses and mends by: human (the human-likeness "
+                                               "head) or pll (the masked LM's pseudo-likelihood); default: keep its card's."),
 ) -> None:
     """Train the critic: masked-LM pretraining (resumable), the human-likeness and rating heads, the export."""
     import torch
@@ -97,7 +99,11 @@ def critic(
     from training.critic_mlm import MLMConfig, train_mlm
     from training.critic_train import MIN_RATINGS_TO_FIT, export, human_head_data
 
+    from core.critic.critic import SCORES
+
     stages = ("mlm", "human", "rating", "export")
+    if score is not None and score not in SCORES:
+        raise ShirenError(f"unknown critic score {score!r}; choose one of {', '.join(SCORES)}")
     if stage != "all" and stage not in stages:
         raise ShirenError(f"unknown stage {stage!r}; choose one of {', '.join(stages)} or all")
     todo = stages if stage == "all" else (stage,)
@@ -137,6 +143,8 @@ def critic(
             typer.echo(f"rating head: {train_rating_head(crit, rated)}")
         else:
             typer.echo(f"rating head skipped: {len(rated)} ratings (< {MIN_RATINGS_TO_FIT})")
+    if score is not None:
+        crit.card.score = score
     crit.save(heads_dir, dtype=torch.float32)
     crit = Critic.load(heads_dir)
     if "export" in todo:

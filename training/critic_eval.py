@@ -1,5 +1,6 @@
-"""Measuring the critic: the two-sample test of real test-split poems against plain sampling, choose,
-and choose + mend (the same requests and seeds for all three; classifiers trained separately from the
+"""Measuring the critic: the two-sample test of real test-split poems against plain sampling, plain
+sampling with as many drafts as the critic gets (ranked by likelihood alone: what more drafts buy without
+the critic), choose, and choose + mend (the same requests and seeds for all; classifiers trained separately from the
 critic, on the test split, by cross-validation with their own seeds); the doubt head on corrupted
 held-out poems; and mended examples.
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from core.types import ShirenError
 
-CONDITIONS = ("plain", "choose", "choose+mend")
+CONDITIONS = ("plain", "plain-k8", "choose", "choose+mend")
 
 
 def generate(poet, pairs: list, limit_s: float | None = None) -> tuple[list[dict], list[dict], list[dict]]:
@@ -32,7 +33,8 @@ def generate(poet, pairs: list, limit_s: float | None = None) -> tuple[list[dict
             continue
         meta = {"form": req.form, "cipai": req.cipai, "group": row["id"]}
         real.append({"text": row["text"], **meta})
-        gen.append({"text": poem.text, **meta})
+        gen.append({"text": poem.text, **meta, "request": req.to_dict(), "model_version": poem.model_version,
+                    **({"mended": poem.scores["mended"]} if poem.scores.get("mended") else {})})
         if poem.scores.get("mended"):
             mended.append({"request": req.to_dict(), "after": poem.text, "edits": poem.scores["mended"],
                            "critic": poem.scores.get("critic")})
@@ -126,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--classifiers", default="ngram,transformer")
     ap.add_argument("--k-sweep", action="store_true", help="Only the K (candidates) trade-off, on 七绝 requests.")
+    ap.add_argument("--score", choices=("human", "pll"), default=None,
+                    help="What the critic chooses and mends by (default: what its card says).")
     a = ap.parse_args(argv)
     out = a.out or paths.data_home() / "runs" / "critic-eval"
     out.mkdir(parents=True, exist_ok=True)
@@ -143,10 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     critic_poet = Poet.load(critic="on")  # measured whether or not the shipped card says promoted
     if critic_poet.critic is None:
         raise ShirenError("no critic to measure (models/critic or SHIREN_CRITIC_DIR)")
+    if a.score:
+        critic_poet.critic.card.score = a.score
+    res["score"] = critic_poet.critic.card.score
     plain_poet = Poet.load(critic=None)
+    k_poet = Poet.load(critic=None, min_drafts=critic_poet.candidates)
     examples: list[dict] = []
     for cond in CONDITIONS:
-        poet = plain_poet if cond == "plain" else critic_poet
+        poet = {"plain": plain_poet, "plain-k8": k_poet}.get(cond, critic_poet)
         critic_poet.polish = cond == "choose+mend"
         t = time.time()
         real, gen, mended = generate(poet, pairs)
@@ -167,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     res["mended_share"] = len(examples) / max(1, len(pairs))
     (out / "results.json").write_text(json.dumps(res, ensure_ascii=False, indent=1), "utf-8")
     print(f"wrote {out / 'results.json'}")
-    critic_poet.close()
-    plain_poet.close()
+    for p in (critic_poet, plain_poet, k_poet):
+        p.close()
     return 0
 
 

@@ -55,6 +55,8 @@ def card_markdown(critic: Critic, generator: str) -> str:
     rating = (f"held-out MAE {f('rating_valid_mae')}, Spearman {f('rating_valid_spearman')} "
               f"(ridge proxy: {f('proxy_valid_mae')}, {f('proxy_valid_spearman')})" if critic.has_rating
               else "not fitted: too few ratings in the database (feedback rounds refit it from 50 on)")
+    by = ("the masked LM's pseudo-log-likelihood (mean ln P of each character masked, in 4 interleaved folds)"
+          if critic.card.score == "pll" else "the human-likeness logit")
     return f"""# Shiren critic
 
 A character-level bidirectional Transformer encoder (BERT-style, {c.n_layer} layers, d={c.n_embd},
@@ -69,6 +71,7 @@ characters it doubts (docs/critic.md). Same character vocabulary as the dataset'
 | human-likeness head | held-out accuracy {f("human_valid_acc")}, AUC {f("human_valid_auc")} ({f("human_valid_n")} poems) |
 | its negatives | plain samples of `{generator}` (regenerate when the generator changes) |
 | rating head | {rating} |
+| chooses and mends by | {by} |
 
 Files: `config.json` (network shape, which heads are trained, these metrics), `model.safetensors`
 (bf16), `tokenizer.json`. Trained with `shiren train critic` on 1 CPU thread.
