@@ -93,13 +93,11 @@ def critic(
     import torch
 
     from core import paths
-    from core.critic.critic import Critic
+    from core.critic.critic import SCORES, Critic
     from core.types import ShirenError
     from training.critic_heads import train_human_head, train_rating_head
     from training.critic_mlm import MLMConfig, train_mlm
     from training.critic_train import MIN_RATINGS_TO_FIT, export, human_head_data
-
-    from core.critic.critic import SCORES
 
     stages = ("mlm", "human", "rating", "export")
     if score is not None and score not in SCORES:
