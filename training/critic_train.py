@@ -74,7 +74,7 @@ characters it doubts (docs/critic.md). Same character vocabulary as the dataset'
 | chooses and mends by | {by} |
 
 Files: `config.json` (network shape, which heads are trained, these metrics), `model.safetensors`
-(bf16), `tokenizer.json`. Trained with `shiren train critic` on 1 CPU thread.
+(bf16), `tokenizer.json`. Trained with `shiren train critic` on the CPU (2 threads here).
 """
 
 
