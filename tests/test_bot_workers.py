@@ -27,7 +27,8 @@ from bot.config import BotConfig
 from bot.workers import JOURNAL_PREFIX, LEADER, reap
 from db.store import Store
 
-HEARTBEAT_S = 0.2  # leases live 0.6 s: a dead worker is noticed within a second
+HEARTBEAT_S = 0.5  # leases live 1.5 s: a dead worker is noticed within 2 s, and a live one on a slow, busy
+# 2-core machine is not taken for dead (at 0.2 s a late heartbeat once let the other worker reap a running request)
 
 
 class SwitchablePoet:
