@@ -93,13 +93,13 @@ def test_length_buckets_cover_every_poem_and_batches_stay_within_one():
 def test_mask_rate_sets_how_many_characters_are_predicted(dataset):
     import pandas as pd
 
-    from core.critic.critic import CharVocab
-    from training.critic_mlm import content_mask, encode_split, mask_batch, pad
+    from core.critic.critic import CharVocab, char_mask
+    from training.critic_mlm import encode_split, mask_batch, pad
 
     vocab = CharVocab(json.loads((dataset / "tokenizer" / "tokenizer.json").read_text("utf-8")))
     rows = pd.read_parquet(dataset / "train.parquet").to_dict("records")
     ids = pad(encode_split(vocab, rows, 160), vocab.pad)
-    content = content_mask(vocab)
+    content = char_mask(vocab)
     n_chars = int((content[ids]).sum())
     share = {r: int((mask_batch(ids, vocab, vocab.size, content, np.random.default_rng(1), r)[1] != -100).sum()) / n_chars
              for r in (0.15, 0.4)}

@@ -15,6 +15,7 @@ import random
 import time
 from pathlib import Path
 
+from core.critic.critic import SCORES
 from core.types import ShirenError
 
 CONDITIONS = ("plain", "plain-k8", "choose", "choose+mend")
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--classifiers", default="ngram,transformer")
     ap.add_argument("--k-sweep", action="store_true", help="Only the K (candidates) trade-off, on 七绝 requests.")
-    ap.add_argument("--score", choices=("human", "pll"), default=None,
+    ap.add_argument("--score", choices=SCORES, default=None,
                     help="What the critic chooses and mends by (default: what its card says).")
     a = ap.parse_args(argv)
     out = a.out or paths.data_home() / "runs" / "critic-eval"

@@ -88,10 +88,6 @@ def mask_batch(ids: torch.Tensor, vocab: CharVocab, mask_id: int, content: torch
     return inputs, ids.masked_fill(~chosen, -100)
 
 
-def content_mask(vocab: CharVocab) -> torch.Tensor:
-    return char_mask(vocab)
-
-
 def mlm_loss(model: CriticModel, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int, int]:
     """(loss, correct, predicted) over the chosen positions; logits only where they are needed."""
     dev = next(model.parameters()).device
@@ -176,7 +172,7 @@ def train_mlm(cfg: MLMConfig, *, minutes: float | None = None, stop_after_steps:
     vocab = CharVocab(tokenizer_json)
     cfg.model.vocab_size = vocab.size + 1
     cfg.model.pad_id = vocab.pad
-    content = content_mask(vocab)
+    content = char_mask(vocab)
     train = encode_split(vocab, load_split(ds, "train"), cfg.model.block_size)
     valid = encode_split(vocab, load_split(ds, "valid"), cfg.model.block_size)[: cfg.eval_poems]
     buckets = length_buckets(train, cfg.length_buckets)
@@ -187,26 +183,25 @@ def train_mlm(cfg: MLMConfig, *, minutes: float | None = None, stop_after_steps:
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}],
                             lr=cfg.lr, betas=(0.9, 0.98))
     step, restarted_at, metrics = 0, None, {}
-    if (ckpt / STATE_FILE).exists():
-        saved = Critic.load(ckpt)
+    resume = (ckpt / STATE_FILE).exists()
+    src = ckpt if resume else Path(cfg.init_from) if cfg.init_from else None
+    if src is not None:  # this run's checkpoint, else the weights to restart from
+        saved = Critic.load(src)
         if asdict(saved.card.model) != asdict(cfg.model):
-            raise ValueError(f"{ckpt} holds another critic ({asdict(saved.card.model)}); use another --out")
+            raise ValueError(f"{src} holds another critic ({asdict(saved.card.model)})"
+                             + ("; use another --out" if resume else ""))
         model.load_state_dict(saved.model.state_dict())
-        state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
-        opt.load_state_dict(state["optimizer"])
-        step = int(state["step"])
-        restarted_at = state.get("restarted_at")
         metrics = {k: v for k, v in saved.card.metrics.items() if k.startswith("mlm_")}
-        log(f"resuming at step {step}")
-    elif cfg.init_from:
-        saved = Critic.load(Path(cfg.init_from))
-        if asdict(saved.card.model) != asdict(cfg.model):
-            raise ValueError(f"{cfg.init_from} holds another critic ({asdict(saved.card.model)})")
-        model.load_state_dict(saved.model.state_dict())
-        step = restarted_at = int(saved.card.metrics.get("mlm_steps", 0))
-        metrics = {k: v for k, v in saved.card.metrics.items() if k.startswith("mlm_")}
-        log(f"no checkpoint in {ckpt}: restarting from the weights of {cfg.init_from} at step {step} "
-            f"(fresh optimizer, {cfg.rewarm_steps} steps of re-warm-up)")
+        if resume:
+            state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
+            opt.load_state_dict(state["optimizer"])
+            step = int(state["step"])
+            restarted_at = state.get("restarted_at")
+            log(f"resuming at step {step}")
+        else:
+            step = restarted_at = int(metrics.get("mlm_steps", 0))
+            log(f"no checkpoint in {ckpt}: restarting from the weights of {src} at step {step} "
+                f"(fresh optimizer, {cfg.rewarm_steps} steps of re-warm-up)")
     out.mkdir(parents=True, exist_ok=True)
     metrics_file = out / "metrics.jsonl"
     if step == 0 or (restarted_at == step and not metrics_file.exists()):

@@ -227,10 +227,11 @@ class Critic:
         rank = content.long().cumsum(1) - 1  # each character's index among the poem's characters
         rows = ids.repeat(folds, 1)
         which = torch.cat([content & (rank % folds == f) for f in range(folds)])
+        targets = rows[which]
         rows[which] = self.card.model.mask_id
         with one_thread():
             h = self.model.hidden(rows)[which]
-            lp = torch.log_softmax(self.model.mlm_logits(h), -1).gather(-1, ids.repeat(folds, 1)[which][:, None])[:, 0]
+            lp = torch.log_softmax(self.model.mlm_logits(h), -1).gather(-1, targets[:, None])[:, 0]
         owner = torch.arange(B, device=ids.device).repeat(folds)[:, None].expand(-1, T)[which]  # row r: poem r % B
         tot = torch.zeros(B, device=ids.device).index_add_(0, owner, lp)
         return tot / content.sum(1).clamp_min(1)
