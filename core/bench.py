@@ -72,7 +72,7 @@ def stock_generate_until_form(model, tok, form: str, seed: int, max_tries: int =
     t = time.perf_counter()
     for tries in range(1, max_tries + 1):
         torch.manual_seed(seed * 1000 + tries)
-        out = model.generate(ids, do_sample=True, temperature=0.8, top_p=0.95, max_new_tokens=40,
+        out = model.generate(ids, do_sample=True, temperature=req.temperature, top_p=req.top_p, max_new_tokens=40,
                              eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
         text = tok.decode(out[0, ids.shape[1]:]).split(EOS)[0]
         if format_ok(text, req):

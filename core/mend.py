@@ -8,10 +8,16 @@ to what the plan allows there (core.infill: tone, rhyme class, fixed characters,
 the whole rest of the poem); each position's best legal replacement makes a variant; the variant the
 critic scores highest is kept only if it beats the poem; a replacement must also be one the masked
 LM prefers to the character it replaces. At most `rounds` rounds.
+
+With the generator's likelihood (`lm`, the poet's own model reading the poem left to right under the
+request's prompt), a variant is also kept only where that likelihood does not fall by more than
+`max_lm_drop`: readers' scores follow the generator's likelihood and not the critic's (docs/critic.md,
+"Which signals agree with readers"), and an unguarded mend changed every poem it read.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -34,6 +40,12 @@ class MendConfig:
     # The masked LM must prefer the replacement to the character it replaces by this many nats: the
     # critic's score alone would trade a fitting character for one it merely likes in aggregate.
     min_lm_gain: float = 0.5
+    # With the generator's likelihood given, a variant may lower its mean ln P per character by at most this.
+    max_lm_drop: float = 0.0
+
+
+# Poems (one token per slot) → (B,) the generator's mean ln P per character, higher is better.
+GeneratorScore = Callable[[list[list[int]]], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -69,9 +81,11 @@ def render_body(vi: VocabIndex, ids: list[int]) -> str:
 
 
 def mend(critic: Critic, rules: RuleReplay, vmap: CriticVocabMap, plan: Plan, pt: PlanTensors, ids: list[int],
-         form: str, score: float, cfg: MendConfig = MendConfig(), only: set[int] | None = None) -> Mended:
+         form: str, score: float, cfg: MendConfig = MendConfig(), only: set[int] | None = None,
+         lm: GeneratorScore | None = None) -> Mended:
     """The poem `ids` (one token per slot, legal under the plan) with its doubted characters mended;
-    `score` is its critic score. `only`: restrict edits to these slots (a revision mends what it rewrote)."""
+    `score` is its critic score. `only`: restrict edits to these slots (a revision mends what it rewrote).
+    `lm`: the generator's likelihood, which a kept variant may not lower (`MendConfig.max_lm_drop`)."""
     vi = rules.ev.vi
     slots = [s for s in editable_slots(pt) if only is None or s in only]
     cur = Mended(list(ids), score)
@@ -102,6 +116,9 @@ def mend(critic: Critic, rules: RuleReplay, vmap: CriticVocabMap, plan: Plan, pt
         if not variants:
             break
         scores = critic.score([render_body(vi, v) for v, _ in variants], [form] * len(variants))
+        if lm is not None:  # a variant the generator finds less likely is no mend, whatever the critic says
+            g = lm([cur.ids] + [v for v, _ in variants])
+            scores = scores.masked_fill(g[1:] < g[0] - cfg.max_lm_drop, -torch.inf)
         b = int(scores.argmax())
         if float(scores[b]) <= cur.score + MIN_GAIN:
             break

@@ -17,6 +17,7 @@ import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -33,6 +34,9 @@ from core.prompt import header
 from core.requests import normalize_request
 from core.revise import RevisionTarget
 from core.types import MAX_CANDIDATES, BusyError, Poem, PoemRequest, RequestError, ShirenError
+
+if TYPE_CHECKING:
+    from core.mend import GeneratorScore
 
 _CLAUSE = re.compile(r"[，。？！；、\n]+")
 log = logging.getLogger("shiren.poet")
@@ -102,10 +106,12 @@ class Poet:
     def __init__(self, model, tokenizer, *, version: str = "", conditioned: bool = False,
                  corpus_lines: CorpusLines | None = None, max_pending: int = 128, critic: Critic | None = None,
                  candidates: int = DEFAULT_CANDIDATES, polish: bool = True,
-                 device: str | torch.device | None = None, min_drafts: int = PLAIN_DRAFTS):
+                 device: str | torch.device | None = None, min_drafts: int = PLAIN_DRAFTS,
+                 mend_guard: bool = True):
         """`model`: a transformers causal LM, or `LoadedWeights` (core.weights: no transformers needed).
         `critic`: chooses among `candidates` drafts per poem and (with `polish`) mends the chosen ones.
         `min_drafts`: drafts per request at the least, critic or not (the likelihood ranking picks among them).
+        `mend_guard`: a mend may not lower the generator's own likelihood of the poem (core.mend).
         `device`: where the engine and the critic run (core.device: default SHIREN_DEVICE, else CUDA
         when present); the reference path (`write_reference`) stays on the CPU, the yardstick."""
         from core.weights import LoadedWeights
@@ -142,6 +148,7 @@ class Poet:
         self.candidates = max(1, candidates)
         self.min_drafts = max(1, min_drafts)
         self.polish = polish
+        self.mend_guard = mend_guard
         self.critic: Critic | None = None
         self.set_critic(critic)
 
@@ -348,7 +355,8 @@ class Poet:
         from core.mend import mend
 
         pt = plan_tensors(plan, self.vi)
-        m = mend(self.critic, self._rules, self._vmap, plan, pt, ids, req.form, poem.scores["critic"], only=only)
+        m = mend(self.critic, self._rules, self._vmap, plan, pt, ids, req.form, poem.scores["critic"], only=only,
+                 lm=self._generator_score(req) if self.mend_guard else None)
         if not m.edits:
             return poem
         text = render_text(plan, self.vi, m.ids)
@@ -363,6 +371,20 @@ class Poet:
                             for e in m.edits]
         return Poem(text=text, form=poem.form, title=poem.title, cipai=poem.cipai, logprob=poem.logprob,
                     scores=scores, model_version=poem.model_version)
+
+    def _generator_score(self, req: PoemRequest) -> GeneratorScore:
+        """Whole poems (one token per slot, all of one plan) → the generator's mean ln P per token given
+        this request's prompt, read left to right in one forward (the transformers model, float32)."""
+        prompt = self.tokenizer(self.prompt_for(req), add_special_tokens=False)["input_ids"]
+
+        def score(rows: list[list[int]]) -> torch.Tensor:
+            x = torch.tensor([prompt + r for r in rows])
+            with torch.inference_mode():
+                lp = torch.log_softmax(self.model(input_ids=x).logits.float(), -1)
+            n = len(prompt)
+            return lp[:, n - 1 : -1].gather(-1, x[:, n:, None])[..., 0].mean(1)
+
+        return score
 
     def revise(self, request: PoemRequest, text: str, target: RevisionTarget, seed: int | None = None) -> Poem:
         """The poem `text` (written for `request`) with one line or one character rewritten under every

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from core.types import PoemRequest, RequestError
+from core.types import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, PoemRequest, RequestError
 
 REQUEST_FIELDS = ("form", "title", "keywords", "acrostic", "first_line", "cipai", "n", "seed", "temperature", "top_p")
 
@@ -53,8 +53,8 @@ def write(
     cipai: str = typer.Option("", "--cipai", "-c", help="词牌 for a 词, e.g. 浣溪沙."),
     n: int = typer.Option(1, "-n", help="Number of poems."),
     seed: int | None = typer.Option(None, "--seed", help="Same seed, same request, same model → same poems."),
-    temperature: float = typer.Option(0.8, "--temperature"),
-    top_p: float = typer.Option(0.95, "--top-p"),
+    temperature: float = typer.Option(DEFAULT_TEMPERATURE, "--temperature"),
+    top_p: float = typer.Option(DEFAULT_TOP_P, "--top-p"),
     batch: Path | None = typer.Option(None, "--batch", help="JSONL file, one request per line."),
     json_output: bool = typer.Option(False, "--json", help="Machine-readable output."),
     explain: bool = typer.Option(False, "--explain", help="Show the 格律 annotation of each poem."),

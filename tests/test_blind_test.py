@@ -150,3 +150,37 @@ def test_two_generated_arms_on_one_sheet(tmp_path, capsys):
     assert main(["build", "--generated", f"x={a}", f"x={b}", "--real", str(r), "--n", "2",
                  "--out", str(tmp_path / "t")]) == 2
     assert "its own name" in capsys.readouterr().err
+
+
+def test_temperature_plot_reads_the_arms_and_draws(tmp_path):
+    """Arms named t<temperature> become points at that temperature (other arms are left out); the sweep
+    rows add the n-gram AUC; the figure is written."""
+    from training.temperature_plot import main as plot_main
+    from training.temperature_plot import sheet_points, sweep_points
+
+    cold = [{**p, "text": p["text"].replace("春", "冬")} for p in GEN]
+    extra = [{"text": "山中无历日，寒尽不知年。\n松下闲敲子，灯前独看禅。", "form": "五绝", "cipai": "", "group": "r7"},
+             {"text": "独上西楼望远山，秋风吹雨过江关。\n故园此去三千里，一夜归心到海湾。", "form": "七绝", "cipai": "",
+              "group": "r9"}]
+    pool = POOL + [{"id": "r8", "title": "鹿柴", "text": "空山不见人，但闻人语响。\n返景入深林，复照青苔上。",
+                    "form": "五绝", "cipai": ""}]
+    sheet, key = build_sheet({"t0.6": GEN, "t0.9": cold + extra}, pool, n=2, seed=4)
+    arm = {i["no"]: i.get("arm") for i in key["items"]}
+    flu = {"t0.6": 3, "t0.9": 2, None: 5}
+    answers = lambda no: {"fluency": flu[arm[no]], "coherence": 3, "meaning": 2,  # noqa: E731
+                          "guess": "human" if arm[no] is None else "machine", "confidence": 3}
+    (tmp_path / f"key-{key['sheet_id']}.json").write_text(json.dumps(key, ensure_ascii=False), "utf-8")
+    (tmp_path / f"filled-{key['sheet_id']}-a.md").write_text(fill(sheet, answers), "utf-8")
+    pts = sheet_points(tmp_path, key["sheet_id"])
+    assert [(t, m) for t, m, _, _ in pts["fluency"]] == [(0.6, 3.0), (0.9, 2.0)]
+    assert pts["real"][0][1] == 5.0  # real poems' fluency, the sheet's reference line
+    rows = [{"temperature": 0.9, "top_p": 0.95, "auc": 0.6, "auc_ci": [0.5, 0.7]},
+            {"temperature": 0.9, "top_p": 1.0, "auc": 0.1, "auc_ci": [0.0, 0.2]},
+            {"temperature": 0.6, "top_p": 0.95, "auc": 0.8, "auc_ci": [0.7, 0.9]}]
+    sweep = tmp_path / "sweep.json"
+    sweep.write_text(json.dumps(rows), "utf-8")
+    assert sweep_points([sweep]) == [(0.6, 0.8, 0.7, 0.9), (0.9, 0.6, 0.5, 0.7)]  # top-p 0.95 only
+    png = tmp_path / "t.png"
+    assert plot_main(["--sheets", key["sheet_id"], "--blind-dir", str(tmp_path), "--sweeps", str(sweep),
+                      "--out", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

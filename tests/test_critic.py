@@ -130,6 +130,50 @@ def test_acceptance_rule(parts, poet):
     assert all(m.ids[i] == ids[i] for i in fixed)
 
 
+def test_generator_guard_blocks_mends_the_generator_finds_less_likely(parts, poet):
+    """The acceptance rule's second half: a variant that lowers the generator's likelihood is not kept,
+    whatever the critic says; where the generator is indifferent the mend is the unguarded one."""
+    _, _, critic = parts
+    plan, pt, ids = _draft(poet, PoemRequest(form="七律", seed=3))
+    rules, vmap = RuleReplay(poet.engine.ev), CriticVocabMap(poet.vi, critic)
+    pings = {t for t, i in poet.vi.tok_to_id.items() if bool(poet.vi.ping[i]) and not bool(poet.vi.ze[i])}
+    likes = ScriptedCritic(critic, lambda t: sum(c in pings for c in t))
+    text0 = "".join(poet.vi.id_to_tok[i] for i in ids)
+    s0 = float(sum(c in pings for c in text0))
+    cfg = MendConfig(rounds=3)
+    free = mend(likes, rules, vmap, plan, pt, ids, "七律", s0, cfg)
+    assert free.edits, "the 平-loving critic mends this draft"
+    calls: list[int] = []
+
+    def stubborn(rows):  # the poem as it stands is the likeliest; every change costs a little
+        calls.append(len(rows))
+        return torch.tensor([0.0 if r == rows[0] else -0.01 for r in rows])
+
+    assert mend(likes, rules, vmap, plan, pt, ids, "七律", s0, cfg, lm=stubborn).edits == []
+    assert calls and all(n >= 2 for n in calls)
+    lenient = mend(likes, rules, vmap, plan, pt, ids, "七律", s0, MendConfig(rounds=3, max_lm_drop=0.02), lm=stubborn)
+    assert lenient.edits == free.edits  # within the allowed drop, the critic decides as before
+    same = mend(likes, rules, vmap, plan, pt, ids, "七律", s0, cfg, lm=lambda rows: torch.zeros(len(rows)))
+    assert same.edits == free.edits and same.ids == free.ids
+
+
+def test_generator_score_is_the_models_own_likelihood(parts, poet):
+    """The guard reads the poem as the generator wrote it: the prompt, then one token per slot."""
+    model, tok, _ = parts
+    req = poet.validate(PoemRequest(form="五绝", seed=3))
+    plan, pt, ids = _draft(poet, req)
+    prompt = tok(poet.prompt_for(req), add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        lp = torch.log_softmax(model(input_ids=torch.tensor([prompt + ids])).logits.float(), -1)[0]
+    want = sum(float(lp[len(prompt) - 1 + k, t]) for k, t in enumerate(ids)) / len(ids)
+    other = list(ids)
+    other[0] = next(i for i in range(len(poet.vi.id_to_tok)) if i != ids[0] and poet.vi.id_to_tok[i])
+    got = poet._generator_score(req)([ids, other])
+    assert got.shape == (2,)
+    assert float(got[0]) == pytest.approx(want, abs=1e-4)
+    assert float(got[1]) != pytest.approx(want, abs=1e-6)
+
+
 def test_mend_keeps_acrostic_heads(parts, poet):
     _, _, critic = parts
     plan, pt, ids = _draft(poet, PoemRequest(form="五律", acrostic="春夏秋冬", seed=2))

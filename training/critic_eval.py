@@ -18,7 +18,9 @@ from pathlib import Path
 from core.critic.critic import SCORES
 from core.types import ShirenError
 
-CONDITIONS = ("plain", "plain-k8", "choose", "choose+mend")
+# choose+mend: the poet's acceptance rule (critic score up, generator likelihood not down);
+# choose+mend-unguarded: the critic's score alone decides (the earlier rule).
+CONDITIONS = ("plain", "plain-k8", "choose", "choose+mend", "choose+mend-unguarded")
 
 
 def generate(poet, pairs: list, limit_s: float | None = None) -> tuple[list[dict], list[dict], list[dict]]:
@@ -129,9 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--classifiers", default="ngram,transformer")
     ap.add_argument("--k-sweep", action="store_true", help="Only the K (candidates) trade-off, on 七绝 requests.")
+    ap.add_argument("--conditions", default=",".join(CONDITIONS), help=f"comma-separated, of {', '.join(CONDITIONS)}")
     ap.add_argument("--score", choices=SCORES, default=None,
                     help="What the critic chooses and mends by (default: what its card says).")
     a = ap.parse_args(argv)
+    conditions = [c for c in a.conditions.split(",") if c]
+    if unknown := [c for c in conditions if c not in CONDITIONS]:
+        ap.error(f"unknown condition(s) {', '.join(unknown)}; choose from {', '.join(CONDITIONS)}")
     out = a.out or paths.data_home() / "runs" / "critic-eval"
     out.mkdir(parents=True, exist_ok=True)
     ds = paths.dataset_dir()
@@ -154,14 +160,16 @@ def main(argv: list[str] | None = None) -> int:
     plain_poet = Poet.load(critic=None)
     k_poet = Poet.load(critic=None, min_drafts=critic_poet.candidates)
     examples: list[dict] = []
-    for cond in CONDITIONS:
+    for cond in conditions:
         poet = {"plain": plain_poet, "plain-k8": k_poet}.get(cond, critic_poet)
-        critic_poet.polish = cond == "choose+mend"
+        critic_poet.polish = cond.startswith("choose+mend")
+        critic_poet.mend_guard = cond == "choose+mend"
         t = time.time()
         real, gen, mended = generate(poet, pairs)
         print(f"{cond}: {len(gen)} poems in {time.time() - t:.0f} s", flush=True)
         if cond == "choose+mend":
             examples = mended
+        res.setdefault("mended_share_by_condition", {})[cond] = len(mended) / max(1, len(pairs))
         r = two_sample_test(real, gen, groups_a=[p["group"] for p in real], groups_b=[p["group"] for p in gen],
                             classifiers=tuple(a.classifiers.split(",")), lm=lm, names=("real", cond), n_boot=500)
         res["conditions"][cond] = slim(r)

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from core.atomic import write_text
-from core.types import PoemRequest
+from core.types import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, PoemRequest
 from training.plots import read_metrics
 
 # One request of each kind in the instruction mix (training.sft_data.DEFAULT_MIX), across the five forms:
@@ -142,7 +142,8 @@ def write_base_card(run_dir: Path, model_dir: Path, dataset_dir: Path, n_samples
     if adapter is not None:
         rows_md = "\n".join(f"| {k} | {r} | {p.replace(chr(10), ' / ')} |" for k, r, p in request_samples(model_dir, adapter))
         kinds_md = (f"\n## One poem per request kind\n\nThis base with the adapter `{Path(adapter).name}`, "
-                    "constrained decoding (form, rhyme, 平仄), seed 0, the poet's first choice, unedited:\n\n"
+                    f"constrained decoding (form, rhyme, 平仄), seed 0, temperature {DEFAULT_TEMPERATURE:g} / top-p "
+                    f"{DEFAULT_TOP_P:g} (the defaults), the poet's first choice, unedited:\n\n"
                     "| kind | request | poem |\n|---|---|---|\n" + rows_md + "\n")
     text = f"""# Shiren base poetry GPT
 

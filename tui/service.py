@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.cpu_share import background_thread
-from core.types import Poem, PoemRequest, RequestError, ShirenError
+from core.types import DEFAULT_TEMPERATURE, Poem, PoemRequest, RequestError, ShirenError
 
 if TYPE_CHECKING:
     from core.gelv import Analysis
@@ -169,7 +169,7 @@ class ShirenService:
         first_line: str = "",
         cipai: str = "",
         n: str = "1",
-        temperature: str = "0.8",
+        temperature: str = f"{DEFAULT_TEMPERATURE:g}",
     ) -> PoemRequest:
         """A request from the compose form's raw strings, validated. RequestError says what is wrong."""
         req = PoemRequest(

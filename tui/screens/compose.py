@@ -14,7 +14,7 @@ from textual.widgets import Button, Footer, Input, Label, ProgressBar, Select, S
 from textual.worker import get_current_worker
 
 from core.script import to_traditional
-from core.types import FORMS, PoemRequest, ShirenError
+from core.types import DEFAULT_TEMPERATURE, FORMS, PoemRequest, ShirenError
 from tui.screens.cipai_picker import CipaiPicker
 from tui.screens.explain import ExplainScreen
 from tui.service import StoredPoem, poem_heading
@@ -81,7 +81,7 @@ class ComposeScreen(Screen):
                     yield Label("n", classes="field-label")
                     yield Input("1", id="n", type="integer", compact=True, classes="short")
                     yield Label(" temp", classes="field-label-short")
-                    yield Input("0.8", id="temperature", type="number", compact=True, classes="short")
+                    yield Input(f"{DEFAULT_TEMPERATURE:g}", id="temperature", type="number", compact=True, classes="short")
                 with Horizontal(classes="buttons"):
                     yield Button("Write ^R", id="write", variant="primary", compact=True)
                     yield Button("Cancel Esc", id="cancel", compact=True, disabled=True)
