@@ -107,11 +107,13 @@ class Poet:
                  corpus_lines: CorpusLines | None = None, max_pending: int = 128, critic: Critic | None = None,
                  candidates: int = DEFAULT_CANDIDATES, polish: bool = True,
                  device: str | torch.device | None = None, min_drafts: int = PLAIN_DRAFTS,
-                 mend_guard: bool = True):
+                 mend_guard: bool = True, likelihood_weight: float = 1.0):
         """`model`: a transformers causal LM, or `LoadedWeights` (core.weights: no transformers needed).
         `critic`: chooses among `candidates` drafts per poem and (with `polish`) mends the chosen ones.
         `min_drafts`: drafts per request at the least, critic or not (the likelihood ranking picks among them).
         `mend_guard`: a mend may not lower the generator's own likelihood of the poem (core.mend).
+        `likelihood_weight`: how much a draft's likelihood counts when ranking drafts (0: the first draft
+        that copies and repeats no line, strict 格律 first).
         `device`: where the engine and the critic run (core.device: default SHIREN_DEVICE, else CUDA
         when present); the reference path (`write_reference`) stays on the CPU, the yardstick."""
         from core.weights import LoadedWeights
@@ -149,6 +151,7 @@ class Poet:
         self.min_drafts = max(1, min_drafts)
         self.polish = polish
         self.mend_guard = mend_guard
+        self.likelihood_weight = likelihood_weight
         self.critic: Critic | None = None
         self.set_critic(critic)
 
@@ -327,7 +330,7 @@ class Poet:
             mean_lp = st.logprob / max(1, st.n_sampled)
             scores = analyze_scores(text, req.form, req.cipai)
             scores["copied_lines"] = copied
-            rank = rank_score(mean_lp, copied, dup_lines, bool(scores.get("tone_strict")))
+            rank = rank_score(self.likelihood_weight * mean_lp, copied, dup_lines, bool(scores.get("tone_strict")))
             scored.append((rank, Poem(text=text, form=req.form, title=req.title, cipai=req.cipai,
                                       logprob=round(mean_lp, 4), scores=scores, model_version=self.version)))
             kept.append(ids)

@@ -75,6 +75,36 @@ def test_critic_draws_more_candidates(poet, parts):
     more.close()
 
 
+def test_likelihood_weight_zero_takes_the_first_clean_draft(parts):
+    """Ranking without likelihood: the first draft, strict 格律 first, that copies and repeats no line;
+    with the weight, the likeliest. Same drafts either way (same seed)."""
+    from core.generate import render_text
+    from core.poet import line_penalties, rank_score
+
+    model, tok, _ = parts
+    req = PoemRequest(form="七绝", seed=3)  # one of its four drafts is not strictly 格律
+    flat = Poet(model, tok, version="tiny-0", likelihood_weight=0.0)
+    ranked = Poet(model, tok, version="tiny-0")
+    norm, job = flat.make_job(req)
+    flat.engine.run([job])
+    drafts = []  # (text, mean ln P, copies, repeats, strict) in the order the engine wrote them
+    for ids, st in flat.engine.results(job):
+        if not st.failed:
+            text = render_text(job.plan, flat.vi, ids)
+            drafts.append((text, st.logprob / max(1, st.n_sampled), *line_penalties(text, "", None),
+                           bool(flat.check(text, norm.form).scores().get("tone_strict"))))
+    assert len({d[0] for d in drafts}) >= 2
+
+    def best(weight):  # max() keeps the first of equals, as the poet's stable sort does
+        return max(drafts, key=lambda d: rank_score(weight * d[1], d[2], d[3], d[4]))[0]
+
+    assert best(0.0) != best(1.0), "a request whose likeliest draft is not the first clean one"
+    assert flat.write(req)[0].text == best(0.0)
+    assert ranked.write(req)[0].text == best(1.0)
+    flat.close()
+    ranked.close()
+
+
 def test_no_polish_returns_the_chosen_draft(parts):
     model, tok, critic = parts
     p = Poet(model, tok, critic=critic, polish=False)

@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-dir", type=Path, default=None)
     ap.add_argument("--adapter", type=Path, default=None, help="default: the active adapter")
     ap.add_argument("--no-lm", action="store_true", help="skip the trigram LM's likelihood gap")
+    ap.add_argument("--likelihood-weight", type=float, default=1.0,
+                    help="how much likelihood counts in the poet's ranking of its drafts (0: the first clean draft)")
     ap.add_argument("--out", type=Path, default=None, help="also write the table (Markdown) and the rows (.json)")
     ap.add_argument("--poems-dir", type=Path, default=None,
                     help="also write each setting's poems as JSONL (generated-T<t>-p<p>.jsonl: blind_test build input)")
@@ -122,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = grid([float(t) for t in args.temperatures.split(",")], [float(p) for p in args.top_p.split(",")])
     except ValueError:
         ap.error("--temperatures and --top-p take comma-separated numbers")
-    poet = Poet.load(args.model_dir, args.adapter if args.adapter is not None else "auto", critic=None)
+    poet = Poet.load(args.model_dir, args.adapter if args.adapter is not None else "auto", critic=None,
+                     likelihood_weight=args.likelihood_weight)
     try:
         rows = run_sweep(poet, load_split(paths.dataset_dir(), "test"), settings, args.per_form, args.seed,
                          None if args.no_lm else train_lm(paths.dataset_dir()))
