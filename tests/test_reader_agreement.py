@@ -183,6 +183,7 @@ def test_model_signals_match_the_poets_own_likelihood():
     for name, v in sig.items():
         assert len(v) == 2 and all(math.isfinite(x) for x in v), name
     assert sig["mlm_min"][0] <= sig["mlm_worst3"][0] <= sig["mlm_pll"][0]
+    assert sig["lp_request_min"][0] <= sig["lp_request_worst3"][0] <= sig["lp_request"][0]
 
 
 def test_command_line_without_models(tmp_path, capsys):

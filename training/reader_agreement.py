@@ -534,6 +534,11 @@ def model_signals(base: Any, adapter: Any, tokenizer: Any, critic: Any = None, l
         lps = causal_char_logprobs(adapter, tokenizer, [(prompt_header(p), b) for p, b in zip(poems, bodies, strict=True)])
         out["lp_request"] = [float(np.mean(lp[f if f is not None else cp]))
                              for lp, f, cp in zip(lps, free, char_pos, strict=True)]
+        # The worst sampled characters (readers' commonest cue is one word that is not a word): the lowest
+        # ln P, and the mean of the lowest three, under the request's prompt.
+        worst = [np.sort(lp[f if f is not None else cp]) for lp, f, cp in zip(lps, free, char_pos, strict=True)]
+        out["lp_request_min"] = [float(w[0]) if len(w) else 0.0 for w in worst]
+        out["lp_request_worst3"] = [float(np.mean(w[:3])) if len(w) else 0.0 for w in worst]
         out["poet_rank"] = []
         for p, lp_req in zip(poems, out["lp_request"], strict=True):
             copied, dup = line_penalties(p["text"].replace("\n", ""), (p.get("request") or {}).get("first_line", ""),
@@ -600,6 +605,8 @@ SIGNAL_NOTES = {
     "lp_base": "base model, mean ln P/char (form, 词牌 only)",
     "lp_adapter": "base + adapter, mean ln P/char (form, 词牌 only)",
     "lp_request": "base + adapter under the request's prompt, sampled chars only",
+    "lp_request_min": "the same, the lowest ln P of a sampled char",
+    "lp_request_worst3": "the same, the mean of the 3 lowest",
     "poet_rank": "Poet's ranking score today (`rank_score`)",
     "critic_human": "critic's human-likeness logit",
     "critic_rank": "Poet's ranking score with `--critic`",
