@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from core.poet import PLAIN_DRAFTS
 from training.two_sample import NgramLM, generate_pairs, two_sample_requests, two_sample_test
 
 LM_NAME = "char trigram LM (train split)"
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-lm", action="store_true", help="skip the trigram LM's likelihood gap")
     ap.add_argument("--likelihood-weight", type=float, default=1.0,
                     help="how much likelihood counts in the poet's ranking of its drafts (0: the first clean draft)")
-    ap.add_argument("--drafts", type=int, default=None, help="drafts per poem (default: the poet's, PLAIN_DRAFTS)")
+    ap.add_argument("--drafts", type=int, default=PLAIN_DRAFTS, help="drafts per poem")
     ap.add_argument("--out", type=Path, default=None, help="also write the table (Markdown) and the rows (.json)")
     ap.add_argument("--poems-dir", type=Path, default=None,
                     help="also write each setting's poems as JSONL (generated-T<t>-p<p>.jsonl: blind_test build input)")
@@ -126,8 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         ap.error("--temperatures and --top-p take comma-separated numbers")
     poet = Poet.load(args.model_dir, args.adapter if args.adapter is not None else "auto", critic=None,
-                     likelihood_weight=args.likelihood_weight,
-                     **({"min_drafts": args.drafts} if args.drafts is not None else {}))
+                     likelihood_weight=args.likelihood_weight, min_drafts=args.drafts)
     try:
         rows = run_sweep(poet, load_split(paths.dataset_dir(), "test"), settings, args.per_form, args.seed,
                          None if args.no_lm else train_lm(paths.dataset_dir()))
