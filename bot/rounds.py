@@ -55,8 +55,10 @@ async def scheduled_round(context: Any) -> None:
     except Exception:  # noqa: BLE001 — a scheduled job must never take the bot down
         log.exception("scheduled feedback round failed")
     finally:
-        d["retrain_running"] = False
-        await asyncio.to_thread(store.release_lease, ROUND_LEASE, me)
+        try:  # release before clearing the flag: "not running here" then means the lease is free too
+            await asyncio.to_thread(store.release_lease, ROUND_LEASE, me)
+        finally:
+            d["retrain_running"] = False
 
 
 def schedule_rounds(job_queue: Any, every_hours: float, first_seconds: float = 600.0) -> Any:

@@ -38,9 +38,16 @@ def test_stats(rb):
     assert '"workers_live": 1' in r.text and '"feedback_leader": true' in r.text  # one worker: it leads
 
 
-def test_retrain_runs_in_the_background_and_reports(rb):
+def test_retrain_runs_in_the_background_and_reports(rb, monkeypatch):
     fake = rb.fake
     mark = fake.mark()
+    release = rb.store.release_lease
+
+    def slow_release(*a, **kw):  # a slow database: the flag must not clear before the lease is free
+        time.sleep(0.3)
+        return release(*a, **kw)
+
+    monkeypatch.setattr(rb.store, "release_lease", slow_release)
     r = fake.ask(ADMIN, "/retrain")
     assert "后台" in r.text
     assert "进行中" in fake.ask(ADMIN, "/retrain").text  # one round at a time
@@ -48,6 +55,11 @@ def test_retrain_runs_in_the_background_and_reports(rb):
     _release.set()
     done = fake.wait("sendMessage", chat_id=ADMIN, since=mark, where=lambda c: "✅" in c.text)[0]
     assert "fb-002" in done.text and "promoted" in done.text
+    deadline = time.monotonic() + 10
+    while rb.bot_data.get("retrain_running") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not rb.bot_data.get("retrain_running")
+    assert not rb.store.leases("feedback-round")  # flag clear ⇒ lease free
 
 
 def test_retrain_waits_for_a_round_on_another_worker(rb):

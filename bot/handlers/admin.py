@@ -67,8 +67,10 @@ async def retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             log.exception("feedback training failed")
             await send(context, chat_id, t(st.lang, "retrain_failed", error=escape(str(e)[:300])))
         finally:
-            context.bot_data["retrain_running"] = False
-            await db(context, "release_lease", ROUND_LEASE, me)
+            try:  # release before clearing the flag: "not running here" then means the lease is free too
+                await db(context, "release_lease", ROUND_LEASE, me)
+            finally:
+                context.bot_data["retrain_running"] = False
 
     context.application.create_task(run(), update=update, name="retrain")
     await reply(update, context, t(st.lang, "retrain_started"))
