@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from core.contrast import Contrast, contrastive_logits, token_logprob
 from core.cpu_share import FreeCores
 from core.device import canonical
 from core.fastc import CConstraints, CFastLlama, c_sample, load_kernel
@@ -117,6 +118,7 @@ class Job:
     slot: int = 0
     pos: int = 0  # tokens fed so far (same for all rows of a job)
     logits: torch.Tensor | None = None
+    expert_logits: torch.Tensor | None = None  # under contrastive decoding: the expert's own (for logprob)
     gen: torch.Generator = field(default_factory=torch.Generator)
     # constraint state
     alive: torch.Tensor | None = None
@@ -142,8 +144,16 @@ class RowResult:
 
 
 class Engine:
-    def __init__(self, fast: FastLlama | CFastLlama, ev: EngineVocab, cores: FreeCores | None = None):
+    def __init__(self, fast: FastLlama | CFastLlama, ev: EngineVocab, cores: FreeCores | None = None,
+                 amateur: FastLlama | CFastLlama | None = None, contrast: Contrast | None = None):
+        """`amateur` with `contrast`: contrastive decoding (core.contrast); the amateur is fed the same
+        tokens into the same cache rows, so it needs the same vocabulary and at least as many rows."""
         self.fast, self.ev = fast, ev
+        if (amateur is None) != (contrast is None):
+            raise ValueError("contrastive decoding needs both an amateur model and a Contrast")
+        if amateur is not None and amateur.max_rows < fast.max_rows:
+            raise ValueError(f"the amateur has {amateur.max_rows} cache rows, the expert {fast.max_rows}")
+        self.amateur, self.contrast = amateur, contrast
         self.free = list(range(fast.max_rows))
         self.jobs: list[Job] = []
         # Threads per step follow the cores other processes leave free (core.cpu_share): a barrier
@@ -206,10 +216,14 @@ class Engine:
             ids = torch.tensor([j.prompt_ids for j in group])  # (G, n)
             firsts = torch.stack([j.rows[0] for j in group])
             self._feed(group, ids, firsts, torch.zeros(len(group), dtype=torch.long), shared=True)
-            kv = self.fast.kv  # (n_layer, max_rows, max_len, ·), the same layout in both forwards
+            for fast in (self.fast, self.amateur):
+                if fast is None:
+                    continue
+                kv = fast.kv  # (n_layer, max_rows, max_len, ·), the same layout in both forwards
+                for j in group:
+                    if j.n_rows > 1:
+                        kv[:, j.rows[1:].to(kv.device), :n] = kv[:, j.rows[:1].to(kv.device), :n]
             for j in group:
-                if j.n_rows > 1:
-                    kv[:, j.rows[1:].to(kv.device), :n] = kv[:, j.rows[:1].to(kv.device), :n]
                 j.pos = n
         self.jobs.extend(jobs)
 
@@ -332,6 +346,8 @@ class Engine:
                 parts.append(sample(j.logits, self._mask(j), j.temperature, j.top_p, j.gen))
         for i, (tok, logp) in zip(sampling, parts, strict=True):
             job = jobs[i]
+            if job.expert_logits is not None:  # contrastive: sampled from the contrast, ranked by the expert
+                logp = token_logprob(job.expert_logits, tok)
             job.logprob += logp
             job.n_sampled += 1
             self._update(job, tok)
@@ -399,6 +415,8 @@ class Engine:
         whose next slot is sampled — before punctuation or a user-fixed character none is needed.
         `shared`: one row per job stands for all its rows (the prompt); its logits go to every row."""
         h = self.fast.hidden(tokens, rows, start, check=False)  # (B, d); the engine's own rows and positions
+        # The amateur reads every token too (its cache must follow), its logits only where the expert's are needed.
+        h_a = self.amateur.hidden(tokens, rows, start, check=False) if self.amateur is not None else None
         need = [not j.done and j.pt.forced_list[j.slot] == SAMPLED for j in jobs]
         width = [1 if shared else j.n_rows for j in jobs]
         sel, i = [], 0
@@ -408,13 +426,21 @@ class Engine:
             i += w
         if not sel:
             for j in jobs:
-                j.logits = None
+                j.logits = j.expert_logits = None
             return
-        logits = self.fast.logits(h if len(sel) == len(h) else h[torch.tensor(sel)])  # (B', V)
+        pick = (lambda x: x) if len(sel) == len(h) else (lambda x: x[torch.tensor(sel, device=x.device)])
+        logits = expert = self.fast.logits(pick(h))  # (B', V)
+        if h_a is not None:
+            logits = contrastive_logits(expert, self.amateur.logits(pick(h_a)), self.contrast)
+
+        def rows_of(x: torch.Tensor, i: int, w: int, j: Job) -> torch.Tensor:
+            part = x[i : i + w]
+            return part.repeat(j.n_rows, 1) if shared and j.n_rows > 1 else part
+
         i = 0
         for j, w, nd in zip(jobs, width, need, strict=True):
-            part = logits[i : i + w] if nd else None
-            j.logits = part.repeat(j.n_rows, 1) if shared and part is not None and j.n_rows > 1 else part
+            j.logits = rows_of(logits, i, w, j) if nd else None
+            j.expert_logits = rows_of(expert, i, w, j) if nd and h_a is not None else None
             i += w if nd else 0
 
     def run(self, jobs: list[Job]) -> None:

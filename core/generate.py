@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from core.contrast import Contrast, contrastive_logits, token_logprob
 from core.fastc import c_sample, load_kernel
 from core.gelv.usage import common_tone_classes
 from core.plan import Plan, rhyme_keys, rhyme_tone_of
@@ -198,8 +199,11 @@ def sample(logits: torch.Tensor, mask: torch.Tensor, temperature: float, top_p: 
 
 @torch.inference_mode()
 def generate(model, tokenizer, vi: VocabIndex, plan: Plan, prompt: str, batch: int, temperature: float,
-             top_p: float, seed: int) -> list[tuple[list[int], RowState]]:
-    """Sample `batch` poems following `plan`; returns each row's char ids (one per slot) and state."""
+             top_p: float, seed: int, amateur=None, contrast: Contrast | None = None,
+             ) -> list[tuple[list[int], RowState]]:
+    """Sample `batch` poems following `plan`; returns each row's char ids (one per slot) and state.
+    `amateur` (a model on the same vocabulary) with `contrast`: contrastive decoding (core.contrast);
+    the rows' log-probabilities stay the expert's."""
     device = next(model.parameters()).device
     gen = torch.Generator(device="cpu").manual_seed(seed)
     kind = "词" if plan.form == "词" else "近体"
@@ -208,7 +212,7 @@ def generate(model, tokenizer, vi: VocabIndex, plan: Plan, prompt: str, batch: i
     rows = [RowState(set(plan.templates), set(all_groups), set(fixed_ids)) for _ in range(batch)]
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     pending = torch.tensor([prompt_ids] * batch, dtype=torch.long)  # (B, P) tokens not yet fed
-    past = None
+    past = past_a = None
     out_ids: list[list[int]] = [[] for _ in range(batch)]
     logits = None
     for slot in plan.slots:
@@ -232,7 +236,11 @@ def generate(model, tokenizer, vi: VocabIndex, plan: Plan, prompt: str, batch: i
         # A free char: feed what is pending, then sample under this row's mask.
         out = model(input_ids=pending.to(device), cache=past, use_cache=True)
         past = out.cache
-        logits = out.logits[:, -1, :].float().cpu()  # (B, V)
+        logits = expert = out.logits[:, -1, :].float().cpu()  # (B, V)
+        if amateur is not None and contrast is not None:
+            out_a = amateur(input_ids=pending.to(device), cache=past_a, use_cache=True)
+            past_a = out_a.cache
+            logits = contrastive_logits(expert, out_a.logits[:, -1, :].float().cpu(), contrast)
         mask = torch.stack([row_mask(vi, kind, slot, r) for r in rows])  # (B, V)
         empty = ~mask.any(dim=-1)
         for b in empty.nonzero().flatten().tolist():  # dead end: allow a repeated char, then anything legal
@@ -242,6 +250,8 @@ def generate(model, tokenizer, vi: VocabIndex, plan: Plan, prompt: str, batch: i
                 rows[b].failed = True
                 mask[b] = vi.content
         tok, logp = sample(logits, mask, temperature, top_p, gen)  # (B,), (B,)
+        if logits is not expert:
+            logp = token_logprob(expert, tok)
         for b, r in enumerate(rows):
             t = int(tok[b])
             update_row(vi, kind, slot, r, t)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from core.contrast import Contrast
 from core.corpus_lines import FILE_NAME as CORPUS_LINES_FILE
 from core.corpus_lines import CorpusLines
 from core.critic.critic import Critic
@@ -34,6 +35,7 @@ from core.prompt import header
 from core.requests import normalize_request
 from core.revise import RevisionTarget
 from core.types import MAX_CANDIDATES, BusyError, Poem, PoemRequest, RequestError, ShirenError
+from core.weights import LoadedWeights
 
 if TYPE_CHECKING:
     from core.mend import GeneratorScore
@@ -63,17 +65,26 @@ CPU_MAX_ROWS, CUDA_MAX_ROWS = 64, 256
 
 def make_engine(shape: LlamaShape, state_dict: dict[str, torch.Tensor], vi: VocabIndex,
                 device: torch.device, max_rows: int | None = None,
-                q8: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> Engine:
+                q8: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+                amateur: LoadedWeights | None = None, contrast: Contrast | None = None) -> Engine:
     """The decode engine for `device`: on the CPU the C kernel where it builds (else the PyTorch forward
     and rules, as today); on a GPU the PyTorch forward, masks and sampler on the device's tensors.
     float32 arithmetic either way, on the reference path's numbers, so a seed gives the same poems on
     the CPU (on a GPU, see docs/bench.md: other summation orders can flip a near-tie). `q8`: the int8
     codes of int8-served layers, which the C kernel streams; the PyTorch forward (and so a GPU) computes
-    with the dequantized values `state_dict` holds: the same numbers."""
+    with the dequantized values `state_dict` holds: the same numbers. `amateur` with `contrast`:
+    contrastive decoding (core.contrast), the amateur in a forward of its own beside the expert's."""
+    if contrast is None:
+        amateur = None
     if device.type == "cpu":
-        return Engine(fast_llama(shape, state_dict, max_rows=max_rows or CPU_MAX_ROWS, q8=q8), EngineVocab(vi))
-    fast = FastLlama(shape, state_dict, max_rows=max_rows or CUDA_MAX_ROWS, device=device)
-    return Engine(fast, EngineVocab(vi, device=device))
+        rows = max_rows or CPU_MAX_ROWS
+        fa = fast_llama(amateur.shape, amateur.state_dict, max_rows=rows, q8=amateur.quantized or None) if amateur else None
+        return Engine(fast_llama(shape, state_dict, max_rows=rows, q8=q8), EngineVocab(vi), amateur=fa,
+                      contrast=contrast if fa is not None else None)
+    rows = max_rows or CUDA_MAX_ROWS
+    fast = FastLlama(shape, state_dict, max_rows=rows, device=device)
+    fa = FastLlama(amateur.shape, amateur.state_dict, max_rows=rows, device=device) if amateur else None
+    return Engine(fast, EngineVocab(vi, device=device), amateur=fa, contrast=contrast if fa is not None else None)
 
 
 def line_penalties(text: str, first_line: str, corpus_lines: CorpusLines | None) -> tuple[int, int]:
@@ -107,17 +118,18 @@ class Poet:
                  corpus_lines: CorpusLines | None = None, max_pending: int = 128, critic: Critic | None = None,
                  candidates: int = DEFAULT_CANDIDATES, polish: bool = True,
                  device: str | torch.device | None = None, min_drafts: int = PLAIN_DRAFTS,
-                 mend_guard: bool = True, likelihood_weight: float = 1.0):
+                 mend_guard: bool = True, likelihood_weight: float = 1.0,
+                 amateur: LoadedWeights | None = None, contrast: Contrast | None = None):
         """`model`: a transformers causal LM, or `LoadedWeights` (core.weights: no transformers needed).
         `critic`: chooses among `candidates` drafts per poem and (with `polish`) mends the chosen ones.
         `min_drafts`: drafts per request at the least, critic or not (the likelihood ranking picks among them).
         `mend_guard`: a mend may not lower the generator's own likelihood of the poem (core.mend).
         `likelihood_weight`: how much a draft's likelihood counts when ranking drafts (0: the first draft
         that copies and repeats no line, strict 格律 first).
+        `amateur` with `contrast`: contrastive decoding against that small model (core.contrast; same
+        vocabulary as `model`), on the engine and the reference path alike.
         `device`: where the engine and the critic run (core.device: default SHIREN_DEVICE, else CUDA
         when present); the reference path (`write_reference`) stays on the CPU, the yardstick."""
-        from core.weights import LoadedWeights
-
         self._weights = model if isinstance(model, LoadedWeights) else None
         self._hf = None if self._weights is not None else model.eval()
         self._hf_lock = threading.Lock()
@@ -144,7 +156,7 @@ class Poet:
             shape = None
         if shape is not None:
             q8 = self._weights.quantized if self._weights is not None else None
-            self.engine = make_engine(shape, sd, self.vi, self.device, q8=q8)
+            self.engine = make_engine(shape, sd, self.vi, self.device, q8=q8, amateur=amateur, contrast=contrast)
             if self.device.type != "cpu":
                 log.info("decoding on %s: %s", self.device, describe(self.device))
         self.candidates = max(1, candidates)
@@ -152,6 +164,10 @@ class Poet:
         self.polish = polish
         self.mend_guard = mend_guard
         self.likelihood_weight = likelihood_weight
+        if (amateur is None) != (contrast is None):
+            raise ValueError("contrastive decoding needs both an amateur model and a Contrast")
+        self.amateur, self.contrast = amateur, contrast
+        self._amateur_hf = None
         self.critic: Critic | None = None
         self.set_critic(critic)
 
@@ -177,10 +193,18 @@ class Poet:
                 self._hf = self._weights.hf_model()
             return self._hf
 
+    def _amateur_model(self):
+        """The amateur as a transformers model, for the reference path (built on first use)."""
+        with self._hf_lock:
+            if self._amateur_hf is None:
+                self._amateur_hf = self.amateur.hf_model()
+            return self._amateur_hf
+
     # ---- loading -------------------------------------------------------------------------
     @classmethod
     def load(cls, model_dir: Path | None = None, adapter: Path | str | None = "auto",
-             critic: Path | str | None = "auto", weights: str | None = None, **kw) -> Poet:
+             critic: Path | str | None = "auto", weights: str | None = None,
+             amateur: Path | None = None, contrast: Contrast | None = None, **kw) -> Poet:
         """Base model (default: SHIREN_MODEL_DIR or the shipped models/base) plus a LoRA adapter:
         "auto" takes the active one (core.adapters.resolve_adapter), None the bare base model.
         `critic`: "auto" the shipped one (SHIREN_CRITIC_DIR, or models/critic once its card says it is
@@ -188,6 +212,8 @@ class Poet:
         a path, or None (no critic).
         `weights`: how a Llama model's layers are served, "bf16" or "int8" (core.quant; default
         SHIREN_WEIGHTS, else DEFAULT_WEIGHTS).
+        `amateur`: a small Llama model dir on the same tokenizer, for contrastive decoding with `contrast`
+        (default Contrast()).
         A Llama model loads without transformers or peft (core.weights), others through transformers."""
         import json
 
@@ -229,6 +255,8 @@ class Poet:
                 raise ModelLoadError(why)
             version += "+" + Path(adapter).name
         lines = CorpusLines.load(model_dir / CORPUS_LINES_FILE)
+        if amateur is not None:
+            kw["amateur"], kw["contrast"] = cls._load_amateur(Path(amateur), tok), contrast or Contrast()
         if critic is None:
             log.info("writing without the critic (--no-critic)")
             crit = None
@@ -246,6 +274,22 @@ class Poet:
                 log.info("the critic's human-likeness head was fitted on poems of %s, not %s: "
                          "refit it (`shiren train critic --stage human`)", trained_on, version)
         return cls(model, tok, version=version, conditioned=adapter is not None, corpus_lines=lines, critic=crit, **kw)
+
+    @staticmethod
+    def _load_amateur(amateur_dir: Path, tok) -> LoadedWeights:
+        """A contrastive-decoding amateur: a Llama model whose tokenizer is the poet's own."""
+        from core.weights import CharTokenizer, WeightsError, load_llama
+
+        if not (amateur_dir / "config.json").exists():
+            raise ModelLoadError(f"no amateur model at {amateur_dir}")
+        try:
+            same = CharTokenizer(amateur_dir).get_vocab() == tok.get_vocab()
+            weights = load_llama(amateur_dir)
+        except (OSError, ValueError, WeightsError) as e:
+            raise ModelLoadError(f"cannot load the amateur at {amateur_dir}: {e}") from e
+        if not same:
+            raise ModelLoadError(f"the amateur at {amateur_dir} has another vocabulary than the poet's")
+        return weights
 
     @staticmethod
     def _load_hf(model_dir: Path, adapter):
@@ -311,8 +355,9 @@ class Poet:
         the fast engine is tested and benchmarked against."""
         req, seed, plan, batch = self._prepare(request)
         with self._lock:
+            amateur = self._amateur_model() if self.contrast is not None else None
             rows = generate(self.model, self.tokenizer, self.vi, plan, self.prompt_for(req), batch,
-                            req.temperature, req.top_p, seed)
+                            req.temperature, req.top_p, seed, amateur=amateur, contrast=self.contrast)
         return self._rank(req, plan, rows)
 
     def _rank(self, req: PoemRequest, plan, rows, avoid: frozenset[str] = frozenset()) -> list[Poem]:
