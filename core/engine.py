@@ -149,8 +149,8 @@ class Engine:
         """`amateur` with `contrast`: contrastive decoding (core.contrast); the amateur is fed the same
         tokens into the same cache rows, so it needs the same vocabulary and at least as many rows."""
         self.fast, self.ev = fast, ev
-        if (amateur is None) != (contrast is None):
-            raise ValueError("contrastive decoding needs both an amateur model and a Contrast")
+        if contrast is not None and amateur is None:
+            raise ValueError("contrastive decoding needs an amateur model")
         if amateur is not None and amateur.max_rows < fast.max_rows:
             raise ValueError(f"the amateur has {amateur.max_rows} cache rows, the expert {fast.max_rows}")
         self.amateur, self.contrast = amateur, contrast
@@ -160,6 +160,18 @@ class Engine:
         # waiting on a busy core costs more than the second thread saves.
         self.cores = cores or FreeCores()
         self.threads = 0
+
+    def _amateur_on(self) -> FastLlama | CFastLlama | None:
+        return self.amateur if self.contrast is not None else None
+
+    def set_contrast(self, contrast: Contrast | None) -> None:
+        """Contrastive decoding from the next job on (None: off); only between runs, as the amateur's
+        cache rows are filled only while it is on."""
+        if contrast is not None and self.amateur is None:
+            raise ValueError("contrastive decoding needs an amateur model")
+        if self.jobs:
+            raise RuntimeError("cannot change contrastive decoding while jobs are decoding")
+        self.contrast = contrast
 
     def _fit_threads(self) -> None:
         if self.ev.device.type != "cpu":  # a GPU step: no CPU thread team to size
@@ -216,7 +228,7 @@ class Engine:
             ids = torch.tensor([j.prompt_ids for j in group])  # (G, n)
             firsts = torch.stack([j.rows[0] for j in group])
             self._feed(group, ids, firsts, torch.zeros(len(group), dtype=torch.long), shared=True)
-            for fast in (self.fast, self.amateur):
+            for fast in (self.fast, self._amateur_on()):
                 if fast is None:
                     continue
                 kv = fast.kv  # (n_layer, max_rows, max_len, ·), the same layout in both forwards
@@ -416,7 +428,8 @@ class Engine:
         `shared`: one row per job stands for all its rows (the prompt); its logits go to every row."""
         h = self.fast.hidden(tokens, rows, start, check=False)  # (B, d); the engine's own rows and positions
         # The amateur reads every token too (its cache must follow), its logits only where the expert's are needed.
-        h_a = self.amateur.hidden(tokens, rows, start, check=False) if self.amateur is not None else None
+        amateur = self._amateur_on()
+        h_a = amateur.hidden(tokens, rows, start, check=False) if amateur is not None else None
         need = [not j.done and j.pt.forced_list[j.slot] == SAMPLED for j in jobs]
         width = [1 if shared else j.n_rows for j in jobs]
         sel, i = [], 0
@@ -431,7 +444,7 @@ class Engine:
         pick = (lambda x: x) if len(sel) == len(h) else (lambda x: x[torch.tensor(sel, device=x.device)])
         logits = expert = self.fast.logits(pick(h))  # (B', V)
         if h_a is not None:
-            logits = contrastive_logits(expert, self.amateur.logits(pick(h_a)), self.contrast)
+            logits = contrastive_logits(expert, amateur.logits(pick(h_a)), self.contrast)
 
         def rows_of(x: torch.Tensor, i: int, w: int, j: Job) -> torch.Tensor:
             part = x[i : i + w]

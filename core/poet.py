@@ -74,17 +74,15 @@ def make_engine(shape: LlamaShape, state_dict: dict[str, torch.Tensor], vi: Voca
     codes of int8-served layers, which the C kernel streams; the PyTorch forward (and so a GPU) computes
     with the dequantized values `state_dict` holds: the same numbers. `amateur` with `contrast`:
     contrastive decoding (core.contrast), the amateur in a forward of its own beside the expert's."""
-    if contrast is None:
-        amateur = None
     if device.type == "cpu":
         rows = max_rows or CPU_MAX_ROWS
         fa = fast_llama(amateur.shape, amateur.state_dict, max_rows=rows, q8=amateur.quantized or None) if amateur else None
         return Engine(fast_llama(shape, state_dict, max_rows=rows, q8=q8), EngineVocab(vi), amateur=fa,
-                      contrast=contrast if fa is not None else None)
+                      contrast=contrast)
     rows = max_rows or CUDA_MAX_ROWS
     fast = FastLlama(shape, state_dict, max_rows=rows, device=device)
     fa = FastLlama(amateur.shape, amateur.state_dict, max_rows=rows, device=device) if amateur else None
-    return Engine(fast, EngineVocab(vi, device=device), amateur=fa, contrast=contrast if fa is not None else None)
+    return Engine(fast, EngineVocab(vi, device=device), amateur=fa, contrast=contrast)
 
 
 def line_penalties(text: str, first_line: str, corpus_lines: CorpusLines | None) -> tuple[int, int]:
@@ -164,8 +162,8 @@ class Poet:
         self.polish = polish
         self.mend_guard = mend_guard
         self.likelihood_weight = likelihood_weight
-        if (amateur is None) != (contrast is None):
-            raise ValueError("contrastive decoding needs both an amateur model and a Contrast")
+        if contrast is not None and amateur is None:
+            raise ValueError("contrastive decoding needs an amateur model")
         self.amateur, self.contrast = amateur, contrast
         self._amateur_hf = None
         self.critic: Critic | None = None
@@ -192,6 +190,16 @@ class Poet:
             if self._hf is None:
                 self._hf = self._weights.hf_model()
             return self._hf
+
+    def set_contrast(self, contrast: Contrast | None) -> None:
+        """Contrastive decoding against the loaded amateur from the next request on (None: off). For
+        tools comparing settings: not while a batcher serves requests."""
+        if contrast is not None and self.amateur is None:
+            raise ValueError("contrastive decoding needs an amateur model")
+        with self._lock:
+            if self.engine is not None:
+                self.engine.set_contrast(contrast)
+            self.contrast = contrast
 
     def _amateur_model(self):
         """The amateur as a transformers model, for the reference path (built on first use)."""

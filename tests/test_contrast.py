@@ -64,8 +64,10 @@ def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="α"):
         Contrast(alpha=0.0)
     expert, tok = tiny_model_and_tokenizer(seed=0)
-    with pytest.raises(ValueError, match="both"):
+    with pytest.raises(ValueError, match="amateur"):
         Poet(expert, tok, contrast=Contrast())
+    with pytest.raises(ValueError, match="amateur"):
+        Poet(expert, tok).set_contrast(Contrast())
 
 
 def test_token_logprob():
@@ -139,3 +141,19 @@ def test_an_amateur_of_another_vocabulary_is_refused(tmp_path):
         assert poet.write(REQS[0])
     finally:
         poet.close()
+
+
+def test_contrast_switches_off_and_on_between_requests(models):
+    expert, tok, amateur = models
+    poet = Poet(expert, tok, version="tiny-0", amateur=_weights(amateur))  # loaded, off
+    plain, cd = _poet(models, None), _poet(models, Contrast(beta=1.0, alpha=0.1))
+    try:
+        for req in REQS[:3]:
+            assert [p.text for p in poet.write(req)] == [p.text for p in plain.write(req)]
+            poet.set_contrast(Contrast(beta=1.0, alpha=0.1))
+            assert [p.text for p in poet.write(req)] == [p.text for p in cd.write(req)]
+            assert [p.text for p in poet.write_reference(req)] == [p.text for p in cd.write(req)]
+            poet.set_contrast(None)
+    finally:
+        for p in (poet, plain, cd):
+            p.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from core.testing import tiny_poet
-from training.decode_sweep import Setting, best, detectability, grid, run_sweep, to_markdown
+from training.decode_sweep import Setting, best, detectability, grid, poems_file, run_sweep, to_markdown
 from training.two_sample import NgramLM, normalize_body
 
 TEXT5 = "床前明月光，疑是地上霜。\n举头望明月，低头思故乡。"
@@ -42,3 +42,27 @@ def test_best_is_the_setting_the_better_detector_finds_hardest():
     assert best(rows) is rows[1]
     tie = [{"auc": 0.7, "lm_auc": 0.6, "lm_gap": 0.4}, {"auc": 0.7, "lm_auc": 0.45, "lm_gap": -0.1}]
     assert best(tie) is tie[1]
+
+
+def test_a_contrast_axis_reaches_the_poet():
+    import torch
+
+    from core.testing import tiny_model_and_tokenizer
+    from core.weights import LoadedWeights
+    from training.model import GPTConfig, build_model
+
+    expert, tok = tiny_model_and_tokenizer(seed=0)
+    torch.manual_seed(7)
+    am = build_model(GPTConfig(arch="llama", vocab_size=len(tok), block_size=256, n_layer=1, n_head=2, n_embd=16))
+    from core.poet import Poet
+
+    poet = Poet(expert, tok, version="tiny-0",
+                amateur=LoadedWeights(am.config.to_dict(), dict(am.eval().state_dict()), torch.float32))
+    settings = grid([0.8], [0.95], [None, 1.0])
+    assert settings == [Setting(0.8, 0.95), Setting(0.8, 0.95, 1.0)]
+    rows = run_sweep(poet, ROWS, settings, per_form=5, seed=0, lm=None, progress=False)
+    assert [r["beta"] for r in rows] == [None, 1.0]
+    assert [p["text"] for p in rows[0]["generated"]] != [p["text"] for p in rows[1]["generated"]]
+    md = to_markdown(rows, "tiny")
+    assert "| contrast β |" in md and "\n| – | 0.8 | 0.95 | 10 |" in md and "\n| 1 | 0.8 | 0.95 | 10 |" in md
+    assert poems_file(rows[1]) == "generated-T0.8-p0.95-cd1.jsonl" and poems_file(rows[0]) == "generated-T0.8-p0.95.jsonl"

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from core.contrast import Contrast
 from core.poet import PLAIN_DRAFTS
 from training.two_sample import NgramLM, generate_pairs, two_sample_requests, two_sample_test
 
@@ -28,21 +29,25 @@ LM_NAME = "char trigram LM (train split)"
 class Setting:
     temperature: float
     top_p: float
+    beta: float | None = None  # contrastive decoding's β (core.contrast); None: plain sampling
 
 
-def grid(temperatures: list[float], top_ps: list[float]) -> list[Setting]:
-    return [Setting(t, p) for t in temperatures for p in top_ps]
+def grid(temperatures: list[float], top_ps: list[float], betas: list[float | None] | None = None) -> list[Setting]:
+    return [Setting(t, p, b) for b in (betas or [None]) for t in temperatures for p in top_ps]
 
 
 def score_setting(poet: Any, pairs: list[tuple[Any, dict]], setting: Setting, lm: NgramLM | None, seed: int = 0,
                   progress: bool = True) -> dict:
-    """One row: the setting, how many requests it served, the n-gram AUC (95% CI) and the LM gap."""
+    """One row: the setting, how many requests it served, the n-gram AUC (95% CI) and the LM gap.
+    A setting with a β needs a poet loaded with an amateur (core.contrast)."""
+    if setting.beta is not None or getattr(poet, "contrast", None) is not None:
+        poet.set_contrast(None if setting.beta is None else replace(poet.contrast or Contrast(), beta=setting.beta))
     reqs = [(replace(req, temperature=setting.temperature, top_p=setting.top_p), row) for req, row in pairs]
     real, gen = generate_pairs(poet, reqs, progress=progress)
     ts = two_sample_test(real, gen, groups_a=[p["group"] for p in real], groups_b=[p["group"] for p in gen],
                          classifiers=("ngram",), seed=seed, lm=lm, names=("real", "generated"))
     ng = ts["classifiers"]["ngram"]
-    row = {"temperature": setting.temperature, "top_p": setting.top_p, "served": len(gen), "requests": len(pairs),
+    row = {"temperature": setting.temperature, "top_p": setting.top_p, "beta": setting.beta, "served": len(gen), "requests": len(pairs),
            "auc": ng["auc"], "auc_ci": ng["auc_ci"], "accuracy": ng["accuracy"],
            "generated": gen}  # to read them: numbers alone do not say which reads better
     if lm is not None:
@@ -70,7 +75,8 @@ def detectability(row: dict) -> float:
 
 
 def poems_file(row: dict) -> str:
-    return f"generated-T{row['temperature']:g}-p{row['top_p']:g}.jsonl"
+    beta = f"-cd{row['beta']:g}" if row.get("beta") is not None else ""
+    return f"generated-T{row['temperature']:g}-p{row['top_p']:g}{beta}.jsonl"
 
 
 def best(rows: list[dict]) -> dict:
@@ -80,15 +86,16 @@ def best(rows: list[dict]) -> dict:
 
 def to_markdown(rows: list[dict], version: str = "") -> str:
     lm = any("lm_gap" in r for r in rows)
-    head = ("| temperature | top-p | served | n-gram AUC [95% CI] |" + (" LM gap (gen − real) | AUC of LM alone |" if lm else "")
+    cd = any(r.get("beta") is not None for r in rows)
+    head = ("| contrast β " if cd else "") + ("| temperature | top-p | served | n-gram AUC [95% CI] |" + (" LM gap (gen − real) | AUC of LM alone |" if lm else "")
             + " detectability |")
-    sep = "|---:|---:|---:|---:|" + ("---:|---:|" if lm else "") + "---:|"
+    sep = ("|---:" if cd else "") + "|---:|---:|---:|---:|" + ("---:|---:|" if lm else "") + "---:|"
     win = best(rows) if rows else None
     lines = [f"Sampling settings, each on the same {rows[0]['requests'] if rows else 0} requests"
              + (f" ({version})" if version else "") + "; lower = harder to tell from real poems; detectability: the better detector's AUC, read either way.", "", head, sep]
     for r in rows:
         mark = " **←**" if r is win else ""
-        cell = (f"| {r['temperature']:g} | {r['top_p']:g} | {r['served']} | {r['auc']:.3f} "
+        cell = ((f"| {r['beta']:g} " if r.get("beta") is not None else "| – ") if cd else "") + (f"| {r['temperature']:g} | {r['top_p']:g} | {r['served']} | {r['auc']:.3f} "
                 f"[{r['auc_ci'][0]:.3f}, {r['auc_ci'][1]:.3f}] |")
         if lm:
             cell += (f" {r['lm_gap']:+.3f} [{r['lm_gap_ci'][0]:+.3f}, {r['lm_gap_ci'][1]:+.3f}] | "
@@ -111,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--likelihood-weight", type=float, default=1.0,
                     help="how much likelihood counts in the poet's ranking of its drafts (0: the first clean draft)")
     ap.add_argument("--drafts", type=int, default=PLAIN_DRAFTS, help="drafts per poem")
+    ap.add_argument("--amateur", type=Path, default=None,
+                    help="a small model on the same tokenizer: sweep contrastive decoding against it too")
+    ap.add_argument("--contrast", default="",
+                    help="comma-separated contrastive β values (with --amateur); 'off' for plain sampling")
+    ap.add_argument("--alpha", type=float, default=Contrast.alpha, help="contrastive plausibility cut α")
     ap.add_argument("--out", type=Path, default=None, help="also write the table (Markdown) and the rows (.json)")
     ap.add_argument("--poems-dir", type=Path, default=None,
                     help="also write each setting's poems as JSONL (generated-T<t>-p<p>.jsonl: blind_test build input)")
@@ -123,11 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     from training.two_sample import train_lm
 
     try:
-        settings = grid([float(t) for t in args.temperatures.split(",")], [float(p) for p in args.top_p.split(",")])
+        betas = [None if b.strip() == "off" else float(b) for b in args.contrast.split(",")] if args.contrast else None
+        settings = grid([float(t) for t in args.temperatures.split(",")], [float(p) for p in args.top_p.split(",")],
+                        betas)
     except ValueError:
-        ap.error("--temperatures and --top-p take comma-separated numbers")
+        ap.error("--temperatures, --top-p and --contrast take comma-separated numbers")
+    if betas and any(b is not None for b in betas) and args.amateur is None:
+        ap.error("--contrast needs --amateur")
     poet = Poet.load(args.model_dir, args.adapter if args.adapter is not None else "auto", critic=None,
-                     likelihood_weight=args.likelihood_weight, min_drafts=args.drafts)
+                     likelihood_weight=args.likelihood_weight, min_drafts=args.drafts, amateur=args.amateur,
+                     contrast=Contrast(alpha=args.alpha) if args.amateur is not None else None)
     try:
         rows = run_sweep(poet, load_split(paths.dataset_dir(), "test"), settings, args.per_form, args.seed,
                          None if args.no_lm else train_lm(paths.dataset_dir()))
