@@ -48,6 +48,15 @@ def critic_dir() -> Path:
     return shipped_models_dir() / "critic"
 
 
+def amateur_dir() -> Path:
+    """Contrastive decoding's amateur (core.contrast): `SHIREN_AMATEUR_DIR` when set, else the shipped
+    `models/amateur`."""
+    env = os.environ.get("SHIREN_AMATEUR_DIR")
+    if env:
+        return Path(env).expanduser()
+    return shipped_models_dir() / "amateur"
+
+
 def tokenizer_dir() -> Path:
     """The tokenizer built by `shiren data prepare` (inside the dataset dir)."""
     return dataset_dir() / "tokenizer"

@@ -212,7 +212,7 @@ class Poet:
     @classmethod
     def load(cls, model_dir: Path | None = None, adapter: Path | str | None = "auto",
              critic: Path | str | None = "auto", weights: str | None = None,
-             amateur: Path | None = None, contrast: Contrast | None = None, **kw) -> Poet:
+             amateur: Path | str | None = "auto", contrast: Contrast | None = None, **kw) -> Poet:
         """Base model (default: SHIREN_MODEL_DIR or the shipped models/base) plus a LoRA adapter:
         "auto" takes the active one (core.adapters.resolve_adapter), None the bare base model.
         `critic`: "auto" the shipped one (SHIREN_CRITIC_DIR, or models/critic once its card says it is
@@ -220,8 +220,10 @@ class Poet:
         a path, or None (no critic).
         `weights`: how a Llama model's layers are served, "bf16" or "int8" (core.quant; default
         SHIREN_WEIGHTS, else DEFAULT_WEIGHTS).
-        `amateur`: a small Llama model dir on the same tokenizer, for contrastive decoding with `contrast`
-        (default Contrast()).
+        `amateur`: contrastive decoding (core.contrast) against a small Llama model on the same tokenizer:
+        "auto" the shipped one (SHIREN_AMATEUR_DIR, else models/amateur) when it is there and fits this
+        base's tokenizer (else one log line and plain sampling), a path (which must fit), or None (plain).
+        `contrast`: its setting (default Contrast(): the β readers chose, docs/decode-sweep.md).
         A Llama model loads without transformers or peft (core.weights), others through transformers."""
         import json
 
@@ -263,8 +265,20 @@ class Poet:
                 raise ModelLoadError(why)
             version += "+" + Path(adapter).name
         lines = CorpusLines.load(model_dir / CORPUS_LINES_FILE)
-        if amateur is not None:
-            kw["amateur"], kw["contrast"] = cls._load_amateur(Path(amateur), tok), contrast or Contrast()
+        if amateur == "auto":
+            amateur = paths.amateur_dir()
+            if not (amateur / "config.json").exists():
+                amateur = None
+            else:
+                try:
+                    kw["amateur"] = cls._load_amateur(amateur, tok)
+                except ModelLoadError as e:
+                    log.info("sampling without contrastive decoding: %s", e)
+                amateur = None
+        elif amateur is not None:
+            kw["amateur"] = cls._load_amateur(Path(amateur), tok)
+        if kw.get("amateur") is not None:
+            kw["contrast"] = contrast or Contrast()
         if critic is None:
             log.info("writing without the critic (--no-critic)")
             crit = None
@@ -292,12 +306,11 @@ class Poet:
             raise ModelLoadError(f"no amateur model at {amateur_dir}")
         try:
             same = CharTokenizer(amateur_dir).get_vocab() == tok.get_vocab()
-            weights = load_llama(amateur_dir)
+            if not same:
+                raise ModelLoadError(f"the amateur at {amateur_dir} has another vocabulary than the poet's")
+            return load_llama(amateur_dir)
         except (OSError, ValueError, WeightsError) as e:
             raise ModelLoadError(f"cannot load the amateur at {amateur_dir}: {e}") from e
-        if not same:
-            raise ModelLoadError(f"the amateur at {amateur_dir} has another vocabulary than the poet's")
-        return weights
 
     @staticmethod
     def _load_hf(model_dir: Path, adapter):

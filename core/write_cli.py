@@ -27,9 +27,10 @@ def request_from_dict(d: dict) -> PoemRequest:
 
 
 def load_poet(model_dir: Path | None, adapter: Path | None, *, critic: bool = True, candidates: int | None = None,
-              polish: bool = True, force_critic: bool = False, device: str | None = None):
+              polish: bool = True, force_critic: bool = False, device: str | None = None, contrast: bool = True):
     """The poet for a command: the active adapter, and the shipped critic unless `critic` is False (used only
-    once promoted, or with `force_critic`); on `device` (None: SHIREN_DEVICE, else CUDA when present)."""
+    once promoted, or with `force_critic`); on `device` (None: SHIREN_DEVICE, else CUDA when present);
+    contrastive decoding against the shipped amateur unless `contrast` is False (core.contrast)."""
     import logging
 
     from core.poet import DEFAULT_CANDIDATES, Poet
@@ -41,7 +42,8 @@ def load_poet(model_dir: Path | None, adapter: Path | None, *, critic: bool = Tr
         raise RequestError("--candidates must be 1–64")
     mode = None if not critic else ("on" if force_critic else "auto")
     return Poet.load(model_dir, adapter if adapter is not None else "auto", critic=mode,
-                     candidates=candidates or DEFAULT_CANDIDATES, polish=polish, device=device)
+                     candidates=candidates or DEFAULT_CANDIDATES, polish=polish, device=device,
+                     amateur="auto" if contrast else None)
 
 
 def write(
@@ -67,18 +69,21 @@ def write(
                                                           "(docs/critic.md)."),
     device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (default: SHIREN_DEVICE, "
                                                              "else CUDA when torch sees a GPU)."),
+    no_contrast: bool = typer.Option(False, "--no-contrast", help="Plain sampling: no contrastive decoding against "
+                                                                  "the shipped amateur (docs/decode-sweep.md)."),
 ) -> None:
     """Write poems on request, with guaranteed form, rhyme and tonal pattern."""
     if batch is None and not form:
         raise RequestError("give --form (五绝 七绝 五律 七律 词) or --batch FILE.jsonl")
     if batch is not None:
         _write_batch(batch, json_output, load_poet(model_dir, adapter, critic=not no_critic, candidates=candidates,
-                                                   polish=not no_polish, force_critic=use_critic, device=device))
+                                                   polish=not no_polish, force_critic=use_critic, device=device,
+                                                   contrast=not no_contrast))
         return
     req = request_from_dict(dict(form=form, title=title, keywords=keywords, acrostic=acrostic, first_line=first_line,
                                  cipai=cipai, n=n, seed=seed, temperature=temperature, top_p=top_p))
     poet = load_poet(model_dir, adapter, critic=not no_critic, candidates=candidates, polish=not no_polish,
-                     force_critic=use_critic, device=device)
+                     force_critic=use_critic, device=device, contrast=not no_contrast)
     poems = poet.write(req)
     if json_output:
         out = [p.to_dict() | ({"doubts": doubts_json(poet, p)} if explain else {}) for p in poems]

@@ -157,3 +157,40 @@ def test_contrast_switches_off_and_on_between_requests(models):
     finally:
         for p in (poet, plain, cd):
             p.close()
+
+
+def test_auto_takes_the_shipped_amateur_only_when_it_fits(tmp_path, monkeypatch, caplog):
+    import logging
+
+    expert, tok = tiny_model_and_tokenizer(seed=0)
+    base = tmp_path / "base"
+    expert.save_pretrained(str(base))
+    tok.save_pretrained(str(base))
+    fits = tmp_path / "fits"
+    _amateur(tok).save_pretrained(str(fits))
+    tok.save_pretrained(str(fits))
+    _, small_tok = tiny_model_and_tokenizer(n_chars=500, seed=0)
+    other = tmp_path / "other"
+    _amateur(small_tok).save_pretrained(str(other))
+    small_tok.save_pretrained(str(other))
+
+    monkeypatch.setenv("SHIREN_AMATEUR_DIR", str(fits))
+    on = Poet.load(base, adapter=None, critic=None)
+    off = Poet.load(base, adapter=None, critic=None, amateur=None)
+    try:
+        assert on.contrast == Contrast() and off.contrast is None and off.engine.amateur is None
+        req = REQS[0]
+        on.set_contrast(None)
+        assert [p.text for p in on.write(req)] == [p.text for p in off.write(req)]
+    finally:
+        on.close()
+        off.close()
+    monkeypatch.setenv("SHIREN_AMATEUR_DIR", str(other))
+    with caplog.at_level(logging.INFO, logger="shiren.poet"):
+        poet = Poet.load(base, adapter=None, critic=None)
+    assert poet.contrast is None and "another vocabulary" in caplog.text  # one line, then plain sampling
+    poet.close()
+    monkeypatch.setenv("SHIREN_AMATEUR_DIR", str(tmp_path / "none"))
+    poet = Poet.load(base, adapter=None, critic=None)
+    assert poet.contrast is None
+    poet.close()

@@ -439,13 +439,13 @@ def generate_pairs(poet: Any, pairs: list[tuple[Any, dict]], progress: bool = Tr
     """(real, generated) poem dicts for the requests the poet can serve; both carry the pair's group."""
     from tqdm import tqdm
 
-    from core.types import RequestError
+    from core.types import ShirenError
 
     real, gen = [], []
     for req, row in tqdm(pairs, desc="generate", disable=not progress, unit="poem"):
         try:
             poem = poet.write(req)[0]
-        except RequestError:
+        except ShirenError:  # refused, or every draft hit a dead end: this request is not served
             continue
         meta = {"form": req.form, "cipai": req.cipai, "group": row["id"]}
         real.append({"text": row["text"], **meta, "id": row["id"], "title": row["title"]})
