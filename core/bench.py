@@ -88,7 +88,8 @@ def run_bench(model_dir: Path | None = None, n_latency: int = 50, quick: bool = 
     res: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
                             f"{torch.get_num_threads()} threads", "cuda": torch.cuda.is_available()}
     # The CPU rows stay the CPU's on a GPU machine too (comparable with docs/bench.md); the GPU's follow.
-    poet = Poet.load(model_dir, critic=None, device="cpu")  # the plain path; the critic's rows come after
+    # The plain path; the contrastive decoder's and the critic's rows come after.
+    poet = Poet.load(model_dir, critic=None, device="cpu", amateur=None)
     fast = poet.engine.fast if poet.engine is not None else None
     res["model"] = {"version": poet.version, "params": n_params(poet.model), "fast_engine": fast is not None,
                     "forward": {"CFastLlama": "C kernel", "FastLlama": "torch"}.get(type(fast).__name__, "HF"),
@@ -111,6 +112,7 @@ def run_bench(model_dir: Path | None = None, n_latency: int = 50, quick: bool = 
         ts = _time(lambda i, b=batch: poet.write(PoemRequest(form="七绝", n=b, seed=i)), reps)
         res[f"throughput_n{batch}"] = {"poems_per_s": batch / statistics.median(ts)}
         progress(f"七绝 n={batch}: {res[f'throughput_n{batch}']['poems_per_s']:.0f} poems/s")
+    res.update(contrast_bench(model_dir, n, quick, progress))
     res.update(critic_bench(model_dir, n, quick, progress))
     if torch.cuda.is_available():
         res["gpu"] = device_speed(model_dir, "cuda", n, 2 if quick else 5, 5 if quick else 15, progress)
@@ -332,6 +334,29 @@ def contended_latency(poet, n: int, progress=print) -> dict:
     return out
 
 
+def contrast_bench(model_dir: Path | None, n: int, quick: bool, progress=print) -> dict:
+    """七绝 n=1 latency and n=64 throughput with contrastive decoding against the shipped amateur
+    (core.contrast), when there is one that fits the model."""
+    from core.poet import Poet
+
+    poet = Poet.load(model_dir, critic=None, device="cpu", amateur="auto")
+    try:
+        if poet.contrast is None:
+            return {}
+        poet.write(PoemRequest(form="七绝", seed=0))  # warm-up
+        lat = _time(lambda i: poet.write(PoemRequest(form="七绝", seed=i)), n)
+        ts = _time(lambda i: poet.write(PoemRequest(form="七绝", n=64, seed=i)), 2 if quick else 5)
+    finally:
+        poet.close()
+    out = {"contrast": {"beta": poet.contrast.beta, "alpha": poet.contrast.alpha,
+                        "amateur_params": sum(t.numel() for t in poet.amateur.state_dict.values()),
+                        "p50_ms": 1000 * statistics.median(lat), "p95_ms": 1000 * _pct(lat, 95), "n": n,
+                        "poems_per_s_n64": 64 / statistics.median(ts)}}
+    progress(f"七绝 n=1 with contrastive decoding: p50 {out['contrast']['p50_ms']:.1f} ms; "
+             f"n=64 {out['contrast']['poems_per_s_n64']:.0f} poems/s")
+    return out
+
+
 def critic_bench(model_dir: Path | None, n: int, quick: bool, progress=print) -> dict:
     """The critic's path beside the plain one: 七绝 n=1 choosing among its drafts (and mending), and n=64."""
     from core.poet import Poet
@@ -411,6 +436,11 @@ def bench_rows(res: dict) -> list[tuple[str, str, str]]:
              "most (numerics differ)"),
             ("  GPU poems keeping every guarantee", f"{g['guarantees']['held']} / {g['guarantees']['poems']}", "all"),
         ]
+    if "contrast" in res:
+        c = res["contrast"]
+        rows += [(f"七绝 n=1 with contrastive decoding (β {c['beta']:g}, {c['amateur_params'] / 1e6:.1f}M amateur)",
+                  f"{c['p50_ms']:.1f} / {c['p95_ms']:.1f} ms", ""),
+                 ("七绝 n=64 throughput with contrastive decoding", f"{c['poems_per_s_n64']:.0f} poems/s", "")]
     if "critic_choose_mend_七绝" in res:
         k = res["critic_candidates"]
         for label, what in (("choose", f"choose among {k} drafts"), ("choose_mend", f"choose among {k} + mend")):

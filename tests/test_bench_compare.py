@@ -44,3 +44,26 @@ def _zeros() -> dict:
             "ratios": {"vs_reference_path": 0, "vs_stock_same_model": 0, "vs_stock_100M": 0},
             "floor": {"floor_ms_per_poem": 0, "matmul_gflops": 0}}
     return base
+
+
+def test_contrast_bench_measures_the_shipped_amateur_when_it_fits(tmp_path, monkeypatch):
+    import torch
+
+    from core.bench import contrast_bench
+    from core.testing import tiny_model_and_tokenizer
+    from training.model import GPTConfig, build_model
+
+    model, tok = tiny_model_and_tokenizer(seed=3)
+    base, am = tmp_path / "base", tmp_path / "amateur"
+    model.save_pretrained(str(base))
+    tok.save_pretrained(str(base))
+    monkeypatch.setenv("SHIREN_AMATEUR_DIR", str(am))
+    assert contrast_bench(base, n=2, quick=True, progress=lambda _: None) == {}  # none shipped: no rows
+    torch.manual_seed(1)
+    build_model(GPTConfig(arch="llama", vocab_size=len(tok), block_size=256, n_layer=1, n_head=2,
+                          n_embd=16)).save_pretrained(str(am))
+    tok.save_pretrained(str(am))
+    res = contrast_bench(base, n=2, quick=True, progress=lambda _: None)
+    c = res["contrast"]
+    assert c["p50_ms"] > 0 and c["poems_per_s_n64"] > 0 and c["amateur_params"] > 0
+    assert [r for r in _rows_of(res) if "contrastive decoding" in r[0]]
