@@ -138,6 +138,10 @@ def test_two_generated_arms_on_one_sheet(tmp_path, capsys):
     assert res["arms"]["hot"]["scores"]["fluency"][0] == 1 and res["arms"]["cold"]["scores"]["fluency"][0] == 4
     assert res["arms"]["hot"]["said_machine"] == 1.0 and res["arms"]["cold"]["n"] == 2
     assert "| hot | 2 | 1.00 [1.00, 1.00] |" in results_markdown(res)
+    # the later arm against the first: hot read 1 where cold read 4, on every poem, so no resample differs
+    assert res["arm_baseline"] == "cold" and res["arm_diffs"]["hot"]["fluency"] == (-3.0, -3.0, -3.0)
+    assert res["arm_diffs"]["hot"]["coherence"] == (0.0, 0.0, 0.0)
+    assert "| hot − cold | -3.00 [-3.00, -3.00] | +0.00 [+0.00, +0.00] |" in results_markdown(res)
     # the command line: ARM=PATH, names must differ
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     for path, poems in ((a, GEN), (b, hot + extra)):

@@ -324,6 +324,11 @@ def score_sheets(key: dict, sheets: dict[str, dict], n_boot: int = 2000, seed: i
                 "auc": bootstrap_groups(auc, both, [x["no"] for x in both], n_boot, seed),
                 "said_machine": sum(x["guess"] == "machine" for x in sub) / max(1, len(sub)),
             }
+        if len(key["arms"]) >= 2:  # each later arm minus the first (the baseline), poems resampled within arms
+            base = key["arms"][0]
+            out["arm_diffs"] = {arm: {f: arm_difference(rows, arm_of, arm, base, f, n_boot, seed) for f in SCORES}
+                                for arm in key["arms"][1:]}
+            out["arm_baseline"] = base
     if len(sheets) >= 2:  # do readers agree? mean pairwise correlation of their per-poem scores
         names = list(sheets)
         corr = {}
@@ -340,6 +345,25 @@ def score_sheets(key: dict, sheets: dict[str, dict], n_boot: int = 2000, seed: i
             corr[f] = statistics.fmean(vals) if vals else float("nan")
         out["agreement"] = corr
     return out
+
+
+def arm_difference(rows: list[dict], arm_of: dict[int, str], arm: str, base: str, field: str, n_boot: int = 2000,
+                   seed: int = 0, alpha: float = 0.05) -> tuple[float, float, float]:
+    """(mean `field` of `arm` − that of `base`, low, high): per-poem means over readers, poems resampled
+    within each arm (the arms' requests are disjoint, so the samples are independent)."""
+    def per_poem(a: str) -> list[float]:
+        by: dict[int, list[float]] = {}
+        for x in rows:
+            if arm_of[x["no"]] == a:
+                by.setdefault(x["no"], []).append(x[field])
+        return [statistics.fmean(v) for _, v in sorted(by.items())]
+
+    xa, xb = per_poem(arm), per_poem(base)
+    point = statistics.fmean(xa) - statistics.fmean(xb)
+    rng = random.Random(seed)
+    vals = sorted(statistics.fmean(rng.choices(xa, k=len(xa))) - statistics.fmean(rng.choices(xb, k=len(xb)))
+                  for _ in range(n_boot))
+    return point, vals[int(alpha / 2 * n_boot)], vals[min(n_boot - 1, int((1 - alpha / 2) * n_boot))]
 
 
 def _ci(t: tuple[float, float, float], fmt: str = "{:.2f}") -> str:
@@ -360,6 +384,12 @@ def results_markdown(res: dict) -> str:
         for arm, m in res["arms"].items():
             lines.append(f"| {arm} | {m['n']} | " + " | ".join(_ci(m["scores"][f]) for f in SCORES)
                          + f" | {_ci(m['auc'], '{:.3f}')} | {m['said_machine']:.2f} |")
+    if res.get("arm_diffs"):
+        lines += ["", f"Each arm minus `{res['arm_baseline']}` (per-poem means; poems resampled within arms):", "",
+                  "| arm | fluency | coherence | meaning |", "|---|---:|---:|---:|"]
+        for arm, d in res["arm_diffs"].items():
+            lines.append(f"| {arm} − {res['arm_baseline']} | "
+                         + " | ".join(_ci(d[f], "{:+.2f}") for f in SCORES) + " |")
     g = res["guess"]
     lines += ["", "| guesses | accuracy | ROC-AUC (confidence-weighted) | share said 'machine' |", "|---|---:|---:|---:|",
               f"| all readers | {_ci(g['accuracy'], '{:.3f}')} | {_ci(g['auc'], '{:.3f}')} | {g['said_machine']:.2f} |"]
