@@ -31,6 +31,7 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SHIREN_HOME", str(home))
     monkeypatch.delenv("SHIREN_DATABASE_URL", raising=False)
     monkeypatch.delenv("SHIREN_MODEL_DIR", raising=False)
+    monkeypatch.delenv("SHIREN_AMATEUR_DIR", raising=False)
     monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
     # The suite tests the CPU path (the C kernel, bitwise the reference path's poems) on any machine,
     # a GPU one too; the GPU's cases name their device (tests/test_device.py).

@@ -439,7 +439,8 @@ def test_card_writes_one_poem_per_request_kind(tmp_path):
     base = _save_base(tmp_path / "base", tok, n_embd=32, seed=0, block_size=256)  # room for a 七律 and a 词
     adapter = _make_adapter(base, tmp_path / "adapter", seed=6)
     assert sorted(k for k, _ in CARD_REQUESTS) == sorted(k for k, _ in DEFAULT_MIX.shares)
-    samples = request_samples(base, adapter)
+    samples, how = request_samples(base, adapter)
+    assert how == "plain sampling"  # no amateur fits this tiny base's vocabulary
     assert [k for k, _, _ in samples] == [k or "form alone" for k, _ in CARD_REQUESTS]
     for (_, req), (_, said, poem) in zip(CARD_REQUESTS, samples, strict=True):
         assert said.startswith(req.form) and (not req.title or req.title in said)
@@ -450,3 +451,13 @@ def test_card_writes_one_poem_per_request_kind(tmp_path):
         assert all(k in poem for k in req.keywords)
         verdict = analyze(poem, req.form, req.cipai or None)
         assert verdict.format_ok and verdict.rhyme_ok, (said, poem)
+    # the section alone, rewritten in place in an existing card: the rest of the card stays
+    from training.model_card import KINDS_HEADING, refresh_kinds_section
+
+    (base / "README.md").write_text(f"# card\n\nintro\n\n{KINDS_HEADING}\n\nold rows\n\n## After\n\ntail\n", "utf-8")
+    text = refresh_kinds_section(base, adapter).read_text("utf-8")
+    assert text.startswith("# card\n\nintro\n\n" + KINDS_HEADING) and text.endswith("\n\n## After\n\ntail\n")
+    assert "old rows" not in text and samples[0][2].replace("\n", " / ") in text and "plain sampling" in text
+    (base / "README.md").write_text("# card without the section\n", "utf-8")
+    with pytest.raises(ValueError, match="no '## One poem"):
+        refresh_kinds_section(base, adapter)

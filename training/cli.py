@@ -303,11 +303,19 @@ def card(
     model: Path = typer.Option(Path("models/base"), help="The exported model dir to describe."),
     samples: int = typer.Option(10),
     adapter: Path | None = typer.Option(None, help="An adapter trained on this base: adds one poem per request kind."),
+    kinds_only: bool = typer.Option(False, "--kinds-only", help="Rewrite only the card's poem-per-request-kind "
+                                                                "section (needs --adapter; no run dir)."),
 ) -> None:
     """Write the base model's card (README.md): data, size, tokens, compute, losses, the sweep, raw samples
     and, with --adapter, one poem per request kind."""
     from core import paths
-    from training.model_card import write_base_card
+    from training.model_card import refresh_kinds_section, write_base_card
+
+    if kinds_only:
+        if adapter is None:
+            raise typer.BadParameter("--kinds-only needs --adapter")
+        typer.echo(f"rewrote the request-kind section of {refresh_kinds_section(model, adapter)}")
+        return
 
     run = run or paths.data_home() / "runs" / "pretrain"
     write_base_card(run, model, paths.dataset_dir(), samples, adapter=adapter)

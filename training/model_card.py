@@ -47,9 +47,10 @@ def describe_request(req: PoemRequest) -> str:
     return "，".join(parts)
 
 
-def request_samples(model_dir: Path, adapter_dir: Path, seed: int = 0) -> list[tuple[str, str, str]]:
+def request_samples(model_dir: Path, adapter_dir: Path, seed: int = 0) -> tuple[list[tuple[str, str, str]], str]:
     """(kind, request, poem) for each of CARD_REQUESTS, written by the poet (base + adapter, constrained
-    decoding, its usual ranking; no critic) with a fixed seed: exactly what it writes, not picked."""
+    decoding, its usual ranking and sampling; no critic) with a fixed seed: exactly what it writes, not
+    picked; and how it sampled (contrastive decoding against the shipped amateur, or plain)."""
     from core.poet import Poet
 
     poet = Poet.load(model_dir, adapter_dir, critic=None)
@@ -58,9 +59,38 @@ def request_samples(model_dir: Path, adapter_dir: Path, seed: int = 0) -> list[t
         for kind, req in CARD_REQUESTS:
             poem = poet.write(replace(req, seed=seed))[0]
             out.append((kind or "form alone", describe_request(req), poem.text))
-        return out
+        c = poet.contrast
+        how = (f"contrastive decoding against the {sum(t.numel() for t in poet.amateur.state_dict.values()) / 1e6:.1f}M "
+               f"amateur (β {c.beta:g}, α {c.alpha:g})" if c is not None else "plain sampling")
+        return out, how
     finally:
         poet.close()
+
+
+KINDS_HEADING = "## One poem per request kind"
+
+
+def kinds_section(model_dir: Path, adapter: Path) -> str:
+    """The card's section of one poem per request kind, as the poet writes them now."""
+    rows, how = request_samples(model_dir, adapter)
+    rows_md = "\n".join(f"| {k} | {r} | {p.replace(chr(10), ' / ')} |" for k, r, p in rows)
+    return (f"{KINDS_HEADING}\n\nThis base with the adapter `{Path(adapter).name}`, "
+            f"constrained decoding (form, rhyme, 平仄), seed 0, temperature {DEFAULT_TEMPERATURE:g} / top-p "
+            f"{DEFAULT_TOP_P:g}, {how} (the defaults), the poet's first choice, unedited:\n\n"
+            "| kind | request | poem |\n|---|---|---|\n" + rows_md + "\n")
+
+
+def refresh_kinds_section(model_dir: Path, adapter: Path) -> Path:
+    """Rewrite only that section of an existing card (when the defaults change and the run dir is gone)."""
+    card = Path(model_dir) / "README.md"
+    text = card.read_text("utf-8")
+    start = text.find(KINDS_HEADING)
+    if start < 0:
+        raise ValueError(f"{card} has no '{KINDS_HEADING}' section")
+    nxt = text.find("\n## ", start + len(KINDS_HEADING))
+    end = len(text) if nxt < 0 else nxt + 1
+    write_text(card, text[:start] + kinds_section(model_dir, adapter) + ("\n" if nxt >= 0 else "") + text[end:])
+    return card
 
 
 def valid_curve(rows: list[dict], every: int = 1000) -> list[tuple[int, int, float]]:
@@ -140,11 +170,7 @@ def write_base_card(run_dir: Path, model_dir: Path, dataset_dir: Path, n_samples
                     + Path(sweep).read_text("utf-8").strip() + "\n")
     kinds_md = ""
     if adapter is not None:
-        rows_md = "\n".join(f"| {k} | {r} | {p.replace(chr(10), ' / ')} |" for k, r, p in request_samples(model_dir, adapter))
-        kinds_md = (f"\n## One poem per request kind\n\nThis base with the adapter `{Path(adapter).name}`, "
-                    f"constrained decoding (form, rhyme, 平仄), seed 0, temperature {DEFAULT_TEMPERATURE:g} / top-p "
-                    f"{DEFAULT_TOP_P:g} (the defaults), the poet's first choice, unedited:\n\n"
-                    "| kind | request | poem |\n|---|---|---|\n" + rows_md + "\n")
+        kinds_md = "\n" + kinds_section(model_dir, adapter)
     text = f"""# Shiren base poetry GPT
 
 A decoder-only GPT ({m['arch']}: {'RoPE, RMSNorm, SwiGLU' if m['arch'] == 'llama' else 'learned positions, LayerNorm, GELU'}) pretrained from scratch
