@@ -345,6 +345,9 @@ def eval_command(
                                                help="Where --two-sample writes real.jsonl, generated.jsonl and its result."),
     seed: int = typer.Option(0, "--seed", help="Seed of the two-sample requests, folds and classifiers."),
     threads: int = typer.Option(0, "--threads", help="torch threads (0 = torch's default)."),
+    contrast: bool = typer.Option(True, "--contrast/--no-contrast",
+                                  help="Sample as the poet does by default (contrastive decoding against the shipped "
+                                       "amateur, when it fits) or plainly."),
 ) -> None:
     """Measure format, rhyme, tone, conditioning, copying and diversity on requests from the test split;
     the held-out loss; with --two-sample, whether classifiers can tell the poems from real ones."""
@@ -362,7 +365,7 @@ def eval_command(
 
     if threads:
         torch.set_num_threads(threads)
-    poet = Poet.load(model_dir, adapter if adapter is not None else "auto")
+    poet = Poet.load(model_dir, adapter if adapter is not None else "auto", amateur="auto" if contrast else None)
     base_dir = model_dir or paths.model_dir()
     base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32).eval()
     tok = AutoTokenizer.from_pretrained(str(base_dir))
@@ -371,7 +374,9 @@ def eval_command(
         valid_rows = load_split(paths.dataset_dir(), "valid") if heldout else []
     except FileNotFoundError as e:
         raise ShirenError(str(e)) from e
-    result: dict = {"model_version": poet.version}
+    result: dict = {"model_version": poet.version,
+                    "contrast": None if poet.contrast is None else {"beta": poet.contrast.beta,
+                                                                    "alpha": poet.contrast.alpha}}
     if form_eval:
         result.update(run_eval(poet, base, tok, rows, per_form, baseline, progress=not json_output))
     if heldout:
