@@ -17,7 +17,7 @@ from core.corpus_lines import CorpusLines
 from core.gelv import analyze, cipai_patterns, top_cipai
 from core.prompt import EOS, body_text, header
 from core.requests import LINES
-from core.types import PoemRequest, RequestError, ShirenError
+from core.types import PoemRequest, ShirenError
 from core.variants import variants_in
 from training.metrics import bleu, distinct_n, repeated_char_rate, rouge_l
 from training.sft_data import clauses
@@ -143,7 +143,7 @@ def run_eval(poet, base_model, base_tok, test_rows: list[dict], per_form: int = 
     for req, ref in tqdm(reqs, desc="eval", disable=not progress, unit="req"):
         try:
             poem = poet.write(req)[0].text
-        except RequestError as e:
+        except ShirenError as e:  # refused, or a dead end on every retry: not served, and counted so
             refused.append({"request": req.to_dict(), "error": str(e)})
             continue
         norm = poet.validate(req)
