@@ -61,7 +61,7 @@ def request_samples(model_dir: Path, adapter_dir: Path, seed: int = 0) -> tuple[
             out.append((kind or "form alone", describe_request(req), poem.text))
         c = poet.contrast
         how = (f"contrastive decoding against the {sum(t.numel() for t in poet.amateur.state_dict.values()) / 1e6:.1f}M "
-               f"amateur (β {c.beta:g}, α {c.alpha:g})" if c is not None else "plain sampling")
+               f"amateur at β {c.beta:g}, α {c.alpha:g}" if c is not None else "plain sampling")
         return out, how
     finally:
         poet.close()
@@ -76,7 +76,7 @@ def kinds_section(model_dir: Path, adapter: Path) -> str:
     rows_md = "\n".join(f"| {k} | {r} | {p.replace(chr(10), ' / ')} |" for k, r, p in rows)
     return (f"{KINDS_HEADING}\n\nThis base with the adapter `{Path(adapter).name}`, "
             f"constrained decoding (form, rhyme, 平仄), seed 0, temperature {DEFAULT_TEMPERATURE:g} / top-p "
-            f"{DEFAULT_TOP_P:g}, {how} (the defaults), the poet's first choice, unedited:\n\n"
+            f"{DEFAULT_TOP_P:g} and {how}: the defaults. The poet's first choice, unedited:\n\n"
             "| kind | request | poem |\n|---|---|---|\n" + rows_md + "\n")
 
 
