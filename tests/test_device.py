@@ -281,3 +281,36 @@ def test_bench_device_rows(tmp_path, device):
         assert g["path"].startswith("torch forward") and g["throughput_n256"]["one_batch"]
     rows = [r for r in _rows_of({"gpu": g}) if "GPU" in r[0]]
     assert len(rows) == 6 and g["device"] in rows[0][0]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_contrastive_decoding_on_the_torch_path(model_tok, device):
+    """Contrastive decoding on the PyTorch engine (the code a GPU runs): every guarantee on every poem, a
+    seed repeats, and on the CPU the reference path's poems exactly."""
+    from core.contrast import Contrast
+    from core.weights import LoadedWeights
+
+    model, tok = model_tok
+    torch.manual_seed(7)
+    am = build_model(GPTConfig(arch="llama", vocab_size=len(tok), block_size=256, n_layer=1, n_head=2,
+                               n_embd=16)).eval()
+    weights = LoadedWeights(am.config.to_dict(), dict(am.state_dict()), torch.float32)
+    c = Contrast(beta=1.0, alpha=0.1)
+    if device == "cuda":
+        poet = Poet(model, tok, version="tiny-0", device="cuda", amateur=weights, contrast=c)
+        assert poet.engine.amateur.kv.is_cuda
+    else:
+        poet = Poet(model, tok, version="tiny-0", device="cpu", amateur=weights, contrast=c)
+        poet.engine = Engine(FastLlama.from_hf(model, max_rows=64, fused=device == "cpu"),
+                             EngineVocab(poet.vi, kernel=False),
+                             amateur=FastLlama.from_hf(am, max_rows=64, fused=device == "cpu"), contrast=c)
+    try:
+        for req in REQS:
+            poems = poet.write(req)
+            for p in poems:
+                assert_guarantees(poet.validate(req), p.text)
+            assert [p.text for p in poet.write(req)] == [p.text for p in poems]
+            if _exact(device):
+                assert [p.text for p in poems] == [p.text for p in poet.write_reference(req)]
+    finally:
+        poet.close()
