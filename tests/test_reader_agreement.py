@@ -184,6 +184,12 @@ def test_model_signals_match_the_poets_own_likelihood():
         assert len(v) == 2 and all(math.isfinite(x) for x in v), name
     assert sig["mlm_min"][0] <= sig["mlm_worst3"][0] <= sig["mlm_pll"][0]
     assert sig["lp_request_min"][0] <= sig["lp_request_worst3"][0] <= sig["lp_request"][0]
+    assert "cd_gain" not in sig  # no amateur given
+    # with an amateur: the adapter's ln P over the amateur's on the same characters (the model against
+    # itself gains nothing)
+    with_am = model_signals(model, model, tok, amateur=model)([gen, real])
+    assert with_am["lp_amateur"] == pytest.approx(with_am["lp_request"], abs=1e-6)
+    assert with_am["cd_gain"] == pytest.approx([0.0, 0.0], abs=1e-6)
 
 
 def test_command_line_without_models(tmp_path, capsys):

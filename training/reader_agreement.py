@@ -510,11 +510,12 @@ def causal_char_logprobs(model: Any, tokenizer: Any, seqs: list[tuple[str, str]]
 
 
 def model_signals(base: Any, adapter: Any, tokenizer: Any, critic: Any = None, lines: Any = None,
-                  unigram_lp: Callable[[str], float] | None = None) -> SignalFn:
+                  unigram_lp: Callable[[str], float] | None = None, amateur: Any = None) -> SignalFn:
     """The signals of the shipped models. `base`, `adapter`: transformers causal LMs (base, and base with
     the active adapter merged); `critic`: a `core.critic.Critic` with its human-likeness head; `lines`: the
     corpus lines (for the ranking score's copy penalty; real poems, being the corpus, are never charged);
-    `unigram_lp`: text → mean ln corpus frequency per char (for `slor`)."""
+    `unigram_lp`: text → mean ln corpus frequency per char (for `slor`); `amateur`: contrastive decoding's
+    amateur, a transformers causal LM (for `lp_amateur` and `cd_gain`, core.contrast)."""
     from core.critic.critic import _LAYOUT
     from core.generate import VocabIndex
     from core.poet import CRITIC_WEIGHT, analyze_scores, line_penalties, rank_score
@@ -539,6 +540,11 @@ def model_signals(base: Any, adapter: Any, tokenizer: Any, critic: Any = None, l
         worst = [np.sort(lp[f if f is not None else cp]) for lp, f, cp in zip(lps, free, char_pos, strict=True)]
         out["lp_request_min"] = [float(w[0]) if len(w) else 0.0 for w in worst]
         out["lp_request_worst3"] = [float(np.mean(w[:3])) if len(w) else 0.0 for w in worst]
+        if amateur is not None:  # what contrastive decoding rewards: the adapter's ln P over the amateur's
+            alps = causal_char_logprobs(amateur, tokenizer, [(prompt_header(p), b) for p, b in zip(poems, bodies, strict=True)])
+            pos = [f if f is not None else cp for f, cp in zip(free, char_pos, strict=True)]
+            out["lp_amateur"] = [float(np.mean(a[q])) for a, q in zip(alps, pos, strict=True)]
+            out["cd_gain"] = [float(np.mean(lp[q] - a[q])) for lp, a, q in zip(lps, alps, pos, strict=True)]
         out["poet_rank"] = []
         for p, lp_req in zip(poems, out["lp_request"], strict=True):
             copied, dup = line_penalties(p["text"].replace("\n", ""), (p.get("request") or {}).get("first_line", ""),
@@ -616,6 +622,8 @@ SIGNAL_NOTES = {
     "mlm_worst3": "critic MLM, mean ln P of the 3 most doubted chars",
     "context_gain": "base model: ln P gain of later lines from earlier ones",
     "slor": "lp_base − mean ln corpus frequency",
+    "lp_amateur": "contrastive decoding's amateur: mean ln P per sampled char, request prompt",
+    "cd_gain": "lp_request − lp_amateur: what contrastive decoding rewards",
     "trigram_lp": "char trigram LM of the train split, mean ln P/char",
     "unigram_lp": "mean ln corpus frequency of the chars",
     "common_share": "share of chars among the corpus's 500 commonest",
@@ -769,10 +777,12 @@ def main(argv: list[str] | None = None) -> int:
         base = load_llama(mdir).hf_model()
         adapted = load_llama(mdir, adir).hf_model() if adir else base
         critic = Critic.load(args.critic_dir)
+        am_dir = paths.amateur_dir()
+        amateur = load_llama(am_dir).hf_model() if (am_dir / "config.json").exists() else None
         lines = CorpusLines.load(mdir / FILE_NAME)
         uni = unigram_scorer(lm) if lm is not None else None
         print(f"models: {mdir}, adapter {adir}, critic {critic.path}", flush=True)
-        providers.append(model_signals(base, adapted, tok, critic, lines, uni))
+        providers.append(model_signals(base, adapted, tok, critic, lines, uni, amateur))
     providers.append(surface_signals(lm, lines))
     signals = compute_signals(poems, providers)
     res = analyse(poems, signals, "poet_rank" if "poet_rank" in signals else None, args.n_boot, args.seed)
