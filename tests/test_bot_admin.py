@@ -33,7 +33,7 @@ def test_admin_commands_are_hidden_from_others(rb, cmd):
 def test_stats(rb):
     rb.poem(402, "松")
     r = rb.fake.ask(ADMIN, "/stats")
-    for key in ("users", "poems", "ratings", "active_adapter", "model_version", "tiny-0"):
+    for key in ("users", "poems", "ratings", "active_adapter", "model_version", "tiny-0", '"contrast": null'):
         assert key in r.text
     assert '"workers_live": 1' in r.text and '"feedback_leader": true' in r.text  # one worker: it leads
 

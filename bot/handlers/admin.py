@@ -32,6 +32,8 @@ async def stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     cap = context.bot_data["cap"]
     s["active_adapter_metrics"] = active.metrics if active is not None else None
     s["model_version"] = getattr(context.bot_data["poet"], "version", "?")
+    c = getattr(context.bot_data["poet"], "contrast", None)  # contrastive decoding (core.contrast), or plain
+    s["contrast"] = {"beta": c.beta, "alpha": c.alpha} if c is not None else None
     s["generations_in_flight"] = cap.in_flight  # this worker's
     s["generations_peak"] = cap.peak
     s["worker"] = context.bot_data.get("worker")
