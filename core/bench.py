@@ -349,7 +349,7 @@ def contrast_bench(model_dir: Path | None, n: int, quick: bool, progress=print) 
     finally:
         poet.close()
     out = {"contrast": {"beta": poet.contrast.beta, "alpha": poet.contrast.alpha,
-                        "amateur_params": sum(t.numel() for t in poet.amateur.state_dict.values()),
+                        "amateur_params": poet.amateur.n_params,
                         "p50_ms": 1000 * statistics.median(lat), "p95_ms": 1000 * _pct(lat, 95), "n": n,
                         "poems_per_s_n64": 64 / statistics.median(ts)}}
     progress(f"七绝 n=1 with contrastive decoding: p50 {out['contrast']['p50_ms']:.1f} ms; "

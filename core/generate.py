@@ -179,8 +179,7 @@ def sample_torch(logits: torch.Tensor, mask: torch.Tensor, temperature: float, t
     over = cum > u.double()[:, None] * cum[:, -1:]
     last_kept = (p > 0).double().cumsum(-1).argmax(-1)  # where rounding leaves no token over the target
     tok = torch.where(over.any(-1), over.double().argmax(-1), last_kept)
-    logp = torch.log_softmax(logits.double(), -1).gather(1, tok[:, None]).squeeze(1).float()
-    return tok, logp
+    return tok, token_logprob(logits, tok)
 
 
 def sample(logits: torch.Tensor, mask: torch.Tensor, temperature: float, top_p: float,

@@ -284,15 +284,11 @@ class Poet:
             version += "+" + Path(adapter).name
         lines = CorpusLines.load(model_dir / CORPUS_LINES_FILE)
         if amateur == "auto":
-            amateur = paths.amateur_dir()
-            if not (amateur / "config.json").exists():
-                amateur = None
-            else:
+            if (paths.amateur_dir() / "config.json").exists():
                 try:
-                    kw["amateur"] = cls._load_amateur(amateur, tok)
+                    kw["amateur"] = cls._load_amateur(paths.amateur_dir(), tok)
                 except ModelLoadError as e:
                     log.info("sampling without contrastive decoding: %s", e)
-                amateur = None
         elif amateur is not None:
             kw["amateur"] = cls._load_amateur(Path(amateur), tok)
         if kw.get("amateur") is not None:
@@ -323,8 +319,7 @@ class Poet:
         if not (amateur_dir / "config.json").exists():
             raise ModelLoadError(f"no amateur model at {amateur_dir}")
         try:
-            same = CharTokenizer(amateur_dir).get_vocab() == tok.get_vocab()
-            if not same:
+            if CharTokenizer(amateur_dir).get_vocab() != tok.get_vocab():
                 raise ModelLoadError(f"the amateur at {amateur_dir} has another vocabulary than the poet's")
             return load_llama(amateur_dir)
         except (OSError, ValueError, WeightsError) as e:

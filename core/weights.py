@@ -127,6 +127,11 @@ class LoadedWeights:
     def shape(self) -> LlamaShape:
         return LlamaShape.from_config(self.config)
 
+    @property
+    def n_params(self) -> int:
+        """Parameters held (a tied output layer counted once, as saved)."""
+        return sum(t.numel() for t in self.state_dict.values())
+
     def hf_model(self):
         """The same weights as a transformers `LlamaForCausalLM` (imports transformers: ~3 s)."""
         from transformers import LlamaConfig, LlamaForCausalLM

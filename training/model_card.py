@@ -60,7 +60,7 @@ def request_samples(model_dir: Path, adapter_dir: Path, seed: int = 0) -> tuple[
             poem = poet.write(replace(req, seed=seed))[0]
             out.append((kind or "form alone", describe_request(req), poem.text))
         c = poet.contrast
-        how = (f"contrastive decoding against the {sum(t.numel() for t in poet.amateur.state_dict.values()) / 1e6:.1f}M "
+        how = (f"contrastive decoding against the {poet.amateur.n_params / 1e6:.1f}M "
                f"amateur at β {c.beta:g}, α {c.alpha:g}" if c is not None else "plain sampling")
         return out, how
     finally:
