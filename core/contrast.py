@@ -46,6 +46,12 @@ class Contrast:
             raise ValueError(f"plausibility α must be in (0, 1], got {self.alpha}")
 
 
+def require_amateur(contrast: Contrast | None, amateur: object | None) -> None:
+    """ValueError when contrastive decoding is asked for without an amateur to contrast with."""
+    if contrast is not None and amateur is None:
+        raise ValueError("contrastive decoding needs an amateur model")
+
+
 def contrastive_logits(expert: torch.Tensor, amateur: torch.Tensor, c: Contrast) -> torch.Tensor:
     """(B, V) scores to sample from, given the expert's and the amateur's (B, V) logits."""
     expert, amateur = expert.float(), amateur.float()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from core.contrast import Contrast, contrastive_logits, token_logprob
+from core.contrast import Contrast, contrastive_logits, require_amateur, token_logprob
 from core.cpu_share import FreeCores
 from core.device import canonical
 from core.fastc import CConstraints, CFastLlama, c_sample, load_kernel
@@ -149,8 +149,7 @@ class Engine:
         """`amateur` with `contrast`: contrastive decoding (core.contrast); the amateur is fed the same
         tokens into the same cache rows, so it needs the same vocabulary and at least as many rows."""
         self.fast, self.ev = fast, ev
-        if contrast is not None and amateur is None:
-            raise ValueError("contrastive decoding needs an amateur model")
+        require_amateur(contrast, amateur)
         if amateur is not None and amateur.max_rows < fast.max_rows:
             raise ValueError(f"the amateur has {amateur.max_rows} cache rows, the expert {fast.max_rows}")
         self.amateur, self.contrast = amateur, contrast
@@ -167,8 +166,7 @@ class Engine:
     def set_contrast(self, contrast: Contrast | None) -> None:
         """Contrastive decoding from the next job on (None: off); only between runs, as the amateur's
         cache rows are filled only while it is on."""
-        if contrast is not None and self.amateur is None:
-            raise ValueError("contrastive decoding needs an amateur model")
+        require_amateur(contrast, self.amateur)
         if self.jobs:
             raise RuntimeError("cannot change contrastive decoding while jobs are decoding")
         self.contrast = contrast

@@ -15,13 +15,14 @@ import random
 import re
 import secrets
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from core.contrast import Contrast
+from core.contrast import Contrast, require_amateur
 from core.corpus_lines import FILE_NAME as CORPUS_LINES_FILE
 from core.corpus_lines import CorpusLines
 from core.critic.critic import Critic
@@ -34,6 +35,7 @@ from core.plan import build_plan
 from core.prompt import header
 from core.requests import normalize_request
 from core.revise import RevisionTarget
+from core.scoring import causal_token_logprobs
 from core.types import MAX_CANDIDATES, BusyError, Poem, PoemRequest, RequestError, ShirenError
 from core.weights import LoadedWeights
 
@@ -116,6 +118,15 @@ def retry_request(req: PoemRequest, k: int) -> PoemRequest:
     return dataclasses.replace(req, seed=(req.seed + k * _RETRY_SEED_STRIDE) % 2**31)
 
 
+def dead_end_tries(request: PoemRequest) -> Iterator[tuple[PoemRequest, bool]]:
+    """The tries of a request, each with whether it is the last: itself, then `DEAD_END_RETRIES` retries
+    (logged as they start). A caller moves on to the next only after a DeadEndError."""
+    for k in range(DEAD_END_RETRIES + 1):
+        if k:
+            log.info("every draft hit a dead end; retrying with another seed (%d of %d)", k, DEAD_END_RETRIES)
+        yield retry_request(request, k), k == DEAD_END_RETRIES
+
+
 class ModelLoadError(ShirenError):
     """The model dir is missing or unreadable."""
 
@@ -180,8 +191,7 @@ class Poet:
         self.polish = polish
         self.mend_guard = mend_guard
         self.likelihood_weight = likelihood_weight
-        if contrast is not None and amateur is None:
-            raise ValueError("contrastive decoding needs an amateur model")
+        require_amateur(contrast, amateur)
         self.amateur, self.contrast = amateur, contrast
         self._amateur_hf = None
         self.critic: Critic | None = None
@@ -212,8 +222,7 @@ class Poet:
     def set_contrast(self, contrast: Contrast | None) -> None:
         """Contrastive decoding against the loaded amateur from the next request on (None: off). For
         tools comparing settings: not while a batcher serves requests."""
-        if contrast is not None and self.amateur is None:
-            raise ValueError("contrastive decoding needs an amateur model")
+        require_amateur(contrast, self.amateur)
         with self._lock:
             if self.engine is not None:
                 self.engine.set_contrast(contrast)
@@ -375,13 +384,12 @@ class Poet:
 
     def write(self, request: PoemRequest) -> list[Poem]:
         """`request.n` poems, best first. Same request + same seed + same model → same poems."""
-        for k in range(DEAD_END_RETRIES + 1):
+        for req, last in dead_end_tries(request):
             try:
-                return self._write_once(retry_request(request, k))
+                return self._write_once(req)
             except DeadEndError:
-                if k == DEAD_END_RETRIES:
+                if last:
                     raise
-                log.info("every draft hit a dead end; retrying with another seed (%d of %d)", k + 1, DEAD_END_RETRIES)
         raise AssertionError("unreachable")
 
     def _write_once(self, request: PoemRequest) -> list[Poem]:
@@ -470,11 +478,8 @@ class Poet:
         prompt = self.tokenizer(self.prompt_for(req), add_special_tokens=False)["input_ids"]
 
         def score(rows: list[list[int]]) -> torch.Tensor:
-            x = torch.tensor([prompt + r for r in rows])
-            with torch.inference_mode():
-                lp = torch.log_softmax(self.model(input_ids=x).logits.float(), -1)
-            n = len(prompt)
-            return lp[:, n - 1 : -1].gather(-1, x[:, n:, None])[..., 0].mean(1)
+            lps = causal_token_logprobs(self.model, [(prompt, r) for r in rows], self.tokenizer.pad_token_id)
+            return torch.stack([lp.mean() for lp in lps])
 
         return score
 
@@ -551,15 +556,15 @@ class Poet:
         """`write` from asyncio, off the event loop, in shared batches; BusyError when the queue is full."""
         if self.engine is not None:
             batcher = self.start_batcher(self.max_pending)
-            for k in range(DEAD_END_RETRIES + 1):
-                fut = batcher.submit(retry_request(request, k), timeout)
+            for req, last in dead_end_tries(request):
+                fut = batcher.submit(req, timeout)
                 try:
                     return await asyncio.wrap_future(fut)
                 except asyncio.CancelledError:
                     fut.cancel()  # the batcher drops the job at its next step
                     raise
                 except DeadEndError:
-                    if k == DEAD_END_RETRIES:
+                    if last:
                         raise
             raise AssertionError("unreachable")
         req = self.validate(request)  # bad requests fail fast, without queueing

@@ -485,28 +485,12 @@ def prompt_header(poem: dict) -> str:
 
 def causal_char_logprobs(model: Any, tokenizer: Any, seqs: list[tuple[str, str]], batch_size: int = 32) -> list[np.ndarray]:
     """For each (header, body): ln P of every body token given the header and the body before it (one
-    token per character: the character tokenizer), float32 forward."""
-    import torch
+    token per character: the character tokenizer), float32 forward (core.scoring)."""
+    from core.scoring import causal_token_logprobs
 
-    pad = tokenizer.pad_token_id
     enc = [(tokenizer(h, add_special_tokens=False)["input_ids"], tokenizer(b, add_special_tokens=False)["input_ids"])
            for h, b in seqs]
-    out: list[np.ndarray] = [np.zeros(0)] * len(enc)
-    order = sorted(range(len(enc)), key=lambda i: len(enc[i][0]) + len(enc[i][1]))
-    with torch.inference_mode():
-        for s in range(0, len(order), batch_size):
-            rows = order[s : s + batch_size]
-            T = min(256, max(len(enc[i][0]) + len(enc[i][1]) for i in rows))
-            x = torch.full((len(rows), T), pad, dtype=torch.long)
-            for r, i in enumerate(rows):
-                seq = (enc[i][0] + enc[i][1])[:T]
-                x[r, : len(seq)] = torch.tensor(seq)
-            lp = torch.log_softmax(model(input_ids=x, attention_mask=(x != pad).long()).logits.float(), -1)
-            for r, i in enumerate(rows):
-                h, b = enc[i]
-                n = min(len(b), T - len(h))
-                out[i] = lp[r, len(h) - 1 : len(h) - 1 + n].gather(1, torch.tensor(b[:n])[:, None])[:, 0].numpy()
-    return out
+    return [lp.numpy() for lp in causal_token_logprobs(model, enc, tokenizer.pad_token_id, batch_size)]
 
 
 def model_signals(base: Any, adapter: Any, tokenizer: Any, critic: Any = None, lines: Any = None,
