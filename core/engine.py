@@ -27,6 +27,7 @@ from core.fastc import CConstraints, CFastLlama, c_sample, load_kernel
 from core.fastlm import FastLlama
 from core.generate import VocabIndex, sample
 from core.plan import Plan
+from core.smc import DEAD, Resample, legal_log_mass, needs_resampling, systematic
 
 MARK_INDEX = {"平": 0, "仄": 1, "中": 2}
 SAMPLED, COPIED = -1, -2  # PlanTensors.forced_list codes besides token ids
@@ -125,6 +126,7 @@ class Job:
     groups: torch.Tensor | None = None
     used: torch.Tensor | None = None
     logprob: torch.Tensor | None = None
+    logw: torch.Tensor | None = None  # (b,) float64 importance weights since the last resampling (core.smc)
     n_sampled: int = 0
     failed: torch.Tensor | None = None
     out: torch.Tensor | None = None
@@ -145,14 +147,16 @@ class RowResult:
 
 class Engine:
     def __init__(self, fast: FastLlama | CFastLlama, ev: EngineVocab, cores: FreeCores | None = None,
-                 amateur: FastLlama | CFastLlama | None = None, contrast: Contrast | None = None):
+                 amateur: FastLlama | CFastLlama | None = None, contrast: Contrast | None = None,
+                 resample: Resample | None = None):
         """`amateur` with `contrast`: contrastive decoding (core.contrast); the amateur is fed the same
-        tokens into the same cache rows, so it needs the same vocabulary and at least as many rows."""
+        tokens into the same cache rows, so it needs the same vocabulary and at least as many rows.
+        `resample`: each job's rows are resampled by weight at clause ends (core.smc)."""
         self.fast, self.ev = fast, ev
         require_amateur(contrast, amateur)
         if amateur is not None and amateur.max_rows < fast.max_rows:
             raise ValueError(f"the amateur has {amateur.max_rows} cache rows, the expert {fast.max_rows}")
-        self.amateur, self.contrast = amateur, contrast
+        self.amateur, self.contrast, self.resample = amateur, contrast, resample
         self.free = list(range(fast.max_rows))
         self.jobs: list[Job] = []
         # Threads per step follow the cores other processes leave free (core.cpu_share): a barrier
@@ -170,6 +174,12 @@ class Engine:
         if self.jobs:
             raise RuntimeError("cannot change contrastive decoding while jobs are decoding")
         self.contrast = contrast
+
+    def set_resample(self, resample: Resample | None) -> None:
+        """Resampling at clause ends (core.smc) from the next job on (None: off); only between runs."""
+        if self.jobs:
+            raise RuntimeError("cannot change resampling while jobs are decoding")
+        self.resample = resample
 
     def _fit_threads(self) -> None:
         if self.ev.device.type != "cpu":  # a GPU step: no CPU thread team to size
@@ -203,6 +213,7 @@ class Engine:
         job.used = torch.zeros((b, ev.vi.size), dtype=torch.bool, device=dev)
         job.used[:, job.pt.fixed_chars] = True
         job.logprob = torch.zeros(b, device=dev)
+        job.logw = torch.zeros(b, dtype=torch.float64, device=dev)
         job.failed = torch.zeros(b, dtype=torch.bool, device=dev)
         job.out = torch.zeros((b, len(job.plan.slots)), dtype=torch.long, device=dev)
 
@@ -330,6 +341,9 @@ class Engine:
         sampling = []
         for i, job in enumerate(jobs):
             f = job.pt.forced_list[job.slot]
+            if (self.resample is not None and job.plan.slots[job.slot].kind == "punct"
+                    and job.slot < len(job.plan.slots) - 1 and needs_resampling(job.logw, self.resample)):
+                self._resample(job)
             if f >= 0:
                 toks[i] = torch.full((job.n_rows,), f, dtype=torch.long, device=job.out.device)
                 if job.plan.slots[job.slot].kind == "char":
@@ -350,22 +364,43 @@ class Engine:
             tok, logp = c_sample(load_kernel(), torch.cat([j.logits for j in js]), torch.cat(masks), temps, tops, u)
             parts = list(zip(tok.split([j.n_rows for j in js]), logp.split([j.n_rows for j in js]), strict=True))
         else:
-            parts = []
+            parts, masks = [], []
             for i in sampling:
                 j = jobs[i]
-                parts.append(sample(j.logits, self._mask(j), j.temperature, j.top_p, j.gen))
-        for i, (tok, logp) in zip(sampling, parts, strict=True):
+                masks.append(self._mask(j))
+                parts.append(sample(j.logits, masks[-1], j.temperature, j.top_p, j.gen))
+        for i, (tok, logp), mask in zip(sampling, parts, masks, strict=True):
             job = jobs[i]
+            if self.resample is not None:  # the poet's own mass on the legal set (before the contrast)
+                expert = job.expert_logits if job.expert_logits is not None else job.logits
+                job.logw += legal_log_mass(expert, mask, job.temperature).to(job.logw.device)
             if job.expert_logits is not None:  # contrastive: sampled from the contrast, ranked by the expert
                 logp = token_logprob(job.expert_logits, tok)
             job.logprob += logp
             job.n_sampled += 1
             self._update(job, tok)
+            if self.resample is not None:
+                job.logw = torch.where(job.failed, torch.full_like(job.logw, DEAD), job.logw)
             toks[i] = tok
         for job, tok in zip(jobs, toks, strict=True):
             job.out[:, job.slot] = tok
             job.slot += 1
         return toks
+
+    def _resample(self, job: Job) -> None:
+        """Replace the job's rows by a weighted resample of themselves (core.smc): constraint state, written
+        slots and the cache rows of both forwards, up to what has been fed."""
+        idx = systematic(job.logw, float(torch.rand(1, generator=job.gen, dtype=torch.float64)))
+        dev = job.out.device
+        d = idx.to(dev)
+        job.alive, job.groups, job.used = job.alive[d], job.groups[d], job.used[d]
+        job.logprob, job.failed, job.out = job.logprob[d], job.failed[d], job.out[d]
+        job.logw = torch.zeros_like(job.logw)
+        for fast in (self.fast, self._amateur_on()):
+            if fast is not None:
+                kv = fast.kv
+                rows = job.rows.to(kv.device)
+                kv[:, rows, : job.pos] = kv[:, rows[idx.to(kv.device)], : job.pos]
 
     def step(self) -> list[Job]:
         """Advance every job by one slot; returns the jobs that finished (their rows released)."""
@@ -375,23 +410,27 @@ class Engine:
         if not jobs:
             return []
         self._fit_threads()
-        finished, feeding, toks = [], [], []
-        for job, tok in zip(jobs, self._choose_all(jobs), strict=True):
+        finished, feeding = [], []
+        first = {id(j): j.slot for j in jobs}
+        self._choose_all(jobs)
+        for job in jobs:
             if job.done:
                 finished.append(job)
                 self.release(job)
             else:
                 feeding.append(job)
-                toks.append(tok)
-        chunks = [t[:, None] for t in toks]
+        # What each row feeds is read back from its written slots: a resampling at a clause end inside
+        # the run below moves a row's not-yet-fed character with the rest of its state.
+        chunks = [j.out[:, first[id(j)] : first[id(j)] + 1].contiguous() for j in feeding]
         run = {self._forced_run(j) for j in feeding}
         if len(run) == 1 and (r := run.pop()) > 0:
             # The next r slots of every job are known already (punctuation, fixed or repeated chars): feed
             # them with this token in one forward. At n=1 a step costs one pass over the weights whatever
             # T is, so a 七绝 takes 3 forwards fewer (of ~33). Only when every job has the same run: a
             # batch of mixed jobs keeps one forward per step instead of one per run length.
-            extra = [self._choose_all(feeding) for _ in range(r)]
-            chunks = [torch.stack([t] + [e[i] for e in extra], 1) for i, t in enumerate(toks)]
+            for _ in range(r):
+                self._choose_all(feeding)
+            chunks = [j.out[:, first[id(j)] : j.slot].contiguous() for j in feeding]
             done = [j for j in feeding if j.done]  # the run reached the end: nothing more to feed
             for j in done:
                 finished.append(j)

@@ -18,6 +18,7 @@ from core.contrast import Contrast, contrastive_logits, token_logprob
 from core.fastc import c_sample, load_kernel
 from core.gelv.usage import common_tone_classes
 from core.plan import Plan, rhyme_keys, rhyme_tone_of
+from core.smc import DEAD, Resample, legal_log_mass, needs_resampling, systematic
 from core.variants import is_standard
 
 # A rhyme class needs this many characters in the vocabulary to be offered (avoids 窄韵 dead ends).
@@ -199,10 +200,11 @@ def sample(logits: torch.Tensor, mask: torch.Tensor, temperature: float, top_p: 
 @torch.inference_mode()
 def generate(model, tokenizer, vi: VocabIndex, plan: Plan, prompt: str, batch: int, temperature: float,
              top_p: float, seed: int, amateur=None, contrast: Contrast | None = None,
-             ) -> list[tuple[list[int], RowState]]:
+             resample: Resample | None = None) -> list[tuple[list[int], RowState]]:
     """Sample `batch` poems following `plan`; returns each row's char ids (one per slot) and state.
     `amateur` (a model on the same vocabulary) with `contrast`: contrastive decoding (core.contrast);
-    the rows' log-probabilities stay the expert's."""
+    the rows' log-probabilities stay the expert's. `resample`: the rows are resampled by weight at
+    clause ends (core.smc)."""
     device = next(model.parameters()).device
     gen = torch.Generator(device="cpu").manual_seed(seed)
     kind = "词" if plan.form == "词" else "近体"
@@ -214,7 +216,19 @@ def generate(model, tokenizer, vi: VocabIndex, plan: Plan, prompt: str, batch: i
     past = past_a = None
     out_ids: list[list[int]] = [[] for _ in range(batch)]
     logits = None
-    for slot in plan.slots:
+    logw = torch.zeros(batch, dtype=torch.float64)
+    last = len(plan.slots) - 1
+    for si, slot in enumerate(plan.slots):
+        if resample is not None and slot.kind == "punct" and si < last and needs_resampling(logw, resample):
+            idx = systematic(logw, float(torch.rand(1, generator=gen, dtype=torch.float64)))
+            rows = [RowState(set(rows[i].templates), set(rows[i].groups), set(rows[i].used), rows[i].logprob,
+                             rows[i].n_sampled, rows[i].failed) for i in idx.tolist()]
+            out_ids = [list(out_ids[i]) for i in idx.tolist()]
+            pending = pending[idx]
+            for cache in (past, past_a):
+                if cache is not None:
+                    cache.reorder_cache(idx.to(device))
+            logw = torch.zeros(batch, dtype=torch.float64)
         if slot.kind == "char" and slot.copy_of >= 0 and not slot.fixed:  # 叠句: each row repeats its char
             tids = [o[slot.copy_of] for o in out_ids]
             for r, t in zip(rows, tids, strict=True):
@@ -248,12 +262,16 @@ def generate(model, tokenizer, vi: VocabIndex, plan: Plan, prompt: str, batch: i
             if not mask[b].any():
                 rows[b].failed = True
                 mask[b] = vi.content
+        if resample is not None:
+            logw += legal_log_mass(expert, mask, temperature)
         tok, logp = sample(logits, mask, temperature, top_p, gen)  # (B,), (B,)
         if logits is not expert:
             logp = token_logprob(expert, tok)
         for b, r in enumerate(rows):
             t = int(tok[b])
             update_row(vi, kind, slot, r, t)
+            if r.failed:
+                logw[b] = DEAD
             r.logprob += float(logp[b])
             r.n_sampled += 1
             out_ids[b].append(t)

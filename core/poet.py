@@ -36,6 +36,7 @@ from core.prompt import header
 from core.requests import normalize_request
 from core.revise import RevisionTarget
 from core.scoring import causal_token_logprobs
+from core.smc import Resample
 from core.types import MAX_CANDIDATES, BusyError, Poem, PoemRequest, RequestError, ShirenError
 from core.weights import LoadedWeights
 
@@ -48,6 +49,8 @@ log = logging.getLogger("shiren.poet")
 # Drafts the decoder draws for one request without a critic (at least twice the poems asked for): spares
 # for the likelihood ranking to drop copied or weak lines.
 PLAIN_DRAFTS = 4
+# Drafts per request when they are resampled at clause ends (core.smc): the population SMC chooses from.
+RESAMPLE_DRAFTS = 8
 # Candidates the decoder draws per requested poem when a critic chooses among them (docs/critic.md:
 # the measured trade-off of K against latency).
 DEFAULT_CANDIDATES = 8
@@ -68,23 +71,25 @@ CPU_MAX_ROWS, CUDA_MAX_ROWS = 64, 256
 def make_engine(shape: LlamaShape, state_dict: dict[str, torch.Tensor], vi: VocabIndex,
                 device: torch.device, max_rows: int | None = None,
                 q8: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
-                amateur: LoadedWeights | None = None, contrast: Contrast | None = None) -> Engine:
+                amateur: LoadedWeights | None = None, contrast: Contrast | None = None,
+                resample: Resample | None = None) -> Engine:
     """The decode engine for `device`: on the CPU the C kernel where it builds (else the PyTorch forward
     and rules, as today); on a GPU the PyTorch forward, masks and sampler on the device's tensors.
     float32 arithmetic either way, on the reference path's numbers, so a seed gives the same poems on
     the CPU (on a GPU, see docs/bench.md: other summation orders can flip a near-tie). `q8`: the int8
     codes of int8-served layers, which the C kernel streams; the PyTorch forward (and so a GPU) computes
     with the dequantized values `state_dict` holds: the same numbers. `amateur` with `contrast`:
-    contrastive decoding (core.contrast), the amateur in a forward of its own beside the expert's."""
+    contrastive decoding (core.contrast), the amateur in a forward of its own beside the expert's.
+    `resample`: the drafts are resampled by weight at clause ends (core.smc)."""
     if device.type == "cpu":
         rows = max_rows or CPU_MAX_ROWS
         fa = fast_llama(amateur.shape, amateur.state_dict, max_rows=rows, q8=amateur.quantized or None) if amateur else None
         return Engine(fast_llama(shape, state_dict, max_rows=rows, q8=q8), EngineVocab(vi), amateur=fa,
-                      contrast=contrast)
+                      contrast=contrast, resample=resample)
     rows = max_rows or CUDA_MAX_ROWS
     fast = FastLlama(shape, state_dict, max_rows=rows, device=device)
     fa = FastLlama(amateur.shape, amateur.state_dict, max_rows=rows, device=device) if amateur else None
-    return Engine(fast, EngineVocab(vi, device=device), amateur=fa, contrast=contrast)
+    return Engine(fast, EngineVocab(vi, device=device), amateur=fa, contrast=contrast, resample=resample)
 
 
 def line_penalties(text: str, first_line: str, corpus_lines: CorpusLines | None) -> tuple[int, int]:
@@ -146,7 +151,8 @@ class Poet:
                  candidates: int = DEFAULT_CANDIDATES, polish: bool = True,
                  device: str | torch.device | None = None, min_drafts: int = PLAIN_DRAFTS,
                  mend_guard: bool = True, likelihood_weight: float = 1.0,
-                 amateur: LoadedWeights | None = None, contrast: Contrast | None = None):
+                 amateur: LoadedWeights | None = None, contrast: Contrast | None = None,
+                 resample: Resample | None = None):
         """`model`: a transformers causal LM, or `LoadedWeights` (core.weights: no transformers needed).
         `critic`: chooses among `candidates` drafts per poem and (with `polish`) mends the chosen ones.
         `min_drafts`: drafts per request at the least, critic or not (the likelihood ranking picks among them).
@@ -155,6 +161,8 @@ class Poet:
         that copies and repeats no line, strict 格律 first).
         `amateur` with `contrast`: contrastive decoding against that small model (core.contrast; same
         vocabulary as `model`), on the engine and the reference path alike.
+        `resample`: sequential Monte Carlo over the drafts (core.smc): at least `RESAMPLE_DRAFTS` of them,
+        resampled by weight at clause ends, on the engine and the reference path alike.
         `device`: where the engine and the critic run (core.device: default SHIREN_DEVICE, else CUDA
         when present); the reference path (`write_reference`) stays on the CPU, the yardstick."""
         self._weights = model if isinstance(model, LoadedWeights) else None
@@ -183,7 +191,8 @@ class Poet:
             shape = None
         if shape is not None:
             q8 = self._weights.quantized if self._weights is not None else None
-            self.engine = make_engine(shape, sd, self.vi, self.device, q8=q8, amateur=amateur, contrast=contrast)
+            self.engine = make_engine(shape, sd, self.vi, self.device, q8=q8, amateur=amateur, contrast=contrast,
+                                      resample=resample)
             if self.device.type != "cpu":
                 log.info("decoding on %s: %s", self.device, describe(self.device))
         self.candidates = max(1, candidates)
@@ -192,7 +201,7 @@ class Poet:
         self.mend_guard = mend_guard
         self.likelihood_weight = likelihood_weight
         require_amateur(contrast, amateur)
-        self.amateur, self.contrast = amateur, contrast
+        self.amateur, self.contrast, self.resample = amateur, contrast, resample
         self._amateur_hf = None
         self.critic: Critic | None = None
         self.set_critic(critic)
@@ -227,6 +236,14 @@ class Poet:
             if self.engine is not None:
                 self.engine.set_contrast(contrast)
             self.contrast = contrast
+
+    def set_resample(self, resample: Resample | None) -> None:
+        """Resample the drafts at clause ends (core.smc) from the next request on (None: off). For tools
+        comparing settings: not while a batcher serves requests."""
+        with self._lock:
+            if self.engine is not None:
+                self.engine.set_resample(resample)
+            self.resample = resample
 
     def _amateur_model(self):
         """The amateur as a transformers model, for the reference path (built on first use)."""
@@ -372,6 +389,8 @@ class Poet:
         plan = build_plan(req, random.Random(seed))
         # Oversample: spare candidates let the reranker drop copied or weak lines; a critic chooses among more.
         drafts = self.candidates * req.n if self.critic is not None else 0
+        if self.resample is not None:  # resampling needs a population to choose from
+            drafts = max(drafts, RESAMPLE_DRAFTS)
         return req, seed, plan, min(MAX_CANDIDATES, max(self.min_drafts, 2 * req.n, drafts))
 
     def make_job(self, request: PoemRequest) -> tuple[PoemRequest, Job]:
@@ -409,7 +428,8 @@ class Poet:
         with self._lock:
             amateur = self._amateur_model() if self.contrast is not None else None
             rows = generate(self.model, self.tokenizer, self.vi, plan, self.prompt_for(req), batch,
-                            req.temperature, req.top_p, seed, amateur=amateur, contrast=self.contrast)
+                            req.temperature, req.top_p, seed, amateur=amateur, contrast=self.contrast,
+                            resample=self.resample)
         return self._rank(req, plan, rows)
 
     def _rank(self, req: PoemRequest, plan, rows, avoid: frozenset[str] = frozenset()) -> list[Poem]:
