@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from core.contrast import Contrast
-from core.poet import PLAIN_DRAFTS
+from core.poet import PLAIN_DRAFTS, RESAMPLE_DRAFTS
+from core.smc import Resample
 from training.two_sample import NgramLM, generate_pairs, two_sample_requests, two_sample_test
 
 LM_NAME = "char trigram LM (train split)"
@@ -123,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--contrast", default="",
                     help="comma-separated contrastive β values (with --amateur); 'off' for plain sampling")
     ap.add_argument("--alpha", type=float, default=Contrast.alpha, help="contrastive plausibility cut α")
+    ap.add_argument("--resample", type=float, default=None, metavar="ESS",
+                    help="resample the drafts at clause ends when their effective sample size falls below ESS × "
+                         f"drafts (core.smc; at least {RESAMPLE_DRAFTS} drafts)")
     ap.add_argument("--out", type=Path, default=None, help="also write the table (Markdown) and the rows (.json)")
     ap.add_argument("--poems-dir", type=Path, default=None,
                     help="also write each setting's poems as JSONL (generated-T<t>-p<p>.jsonl: blind_test build input)")
@@ -140,11 +144,14 @@ def main(argv: list[str] | None = None) -> int:
                         betas)
     except ValueError:
         ap.error("--temperatures, --top-p and --contrast take comma-separated numbers")
+    if args.resample is not None and not 0.0 <= args.resample <= 1.0:
+        ap.error("--resample takes a share of the drafts between 0 and 1")
     if betas and any(b is not None for b in betas) and args.amateur is None:
         ap.error("--contrast needs --amateur")
     poet = Poet.load(args.model_dir, args.adapter if args.adapter is not None else "auto", critic=None,
                      likelihood_weight=args.likelihood_weight, min_drafts=args.drafts, amateur=args.amateur,
-                     contrast=Contrast(alpha=args.alpha) if args.amateur is not None else None)
+                     contrast=Contrast(alpha=args.alpha) if args.amateur is not None else None,
+                     resample=Resample(args.resample) if args.resample is not None else None)
     try:
         rows = run_sweep(poet, load_split(paths.dataset_dir(), "test"), settings, args.per_form, args.seed,
                          None if args.no_lm else train_lm(paths.dataset_dir()))
