@@ -104,7 +104,7 @@ def _register_card() -> None:
 
 
 def _register_bench() -> None:
-    from core.bench_cli import bench
+    from training.bench_cli import bench
 
     app.command("bench", help="Measure generation speed, cold start and memory against baselines.")(bench)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.bench import bench_rows, model_speed
+from training.bench import bench_rows, model_speed
 
 
 def test_model_speed_of_a_second_model(tmp_path):
@@ -20,7 +20,7 @@ def test_model_speed_of_a_second_model(tmp_path):
 
 
 def test_markdown_names_the_kernel_path_that_ran():
-    from core.bench import to_markdown
+    from training.bench import to_markdown
 
     res = {**_zeros(), "machine": "x86_64, 2 cores", "model": {"version": "base-x", "params": 5, "forward": "C kernel",
                                                                "dtype": "int8", "isa": "avx2+fma"}}
@@ -49,8 +49,8 @@ def _zeros() -> dict:
 def test_contrast_bench_measures_the_shipped_amateur_when_it_fits(tmp_path, monkeypatch):
     import torch
 
-    from core.bench import contrast_bench
     from core.testing import tiny_model_and_tokenizer
+    from training.bench import contrast_bench
     from training.model import GPTConfig, build_model
 
     model, tok = tiny_model_and_tokenizer(seed=3)

@@ -90,7 +90,7 @@ def test_serving_code_never_imports_training_code():
     import subprocess
 
     code = ("import sys, importlib, pkgutil\n"
-            "import bot.app, bot.handlers.admin, bot.rounds, bot.workers, core.poet, core.bench, tui.app\n"
+            "import bot.app, bot.handlers.admin, bot.rounds, bot.workers, core.poet, tui.app\n"
             "bad = sorted(m for m in sys.modules if m == 'training' or m.startswith('training.'))\n"
             "print(bad); sys.exit(1 if bad else 0)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

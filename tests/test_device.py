@@ -267,7 +267,7 @@ def test_bench_device_rows(tmp_path, device):
     """`shiren bench`'s GPU rows (device_speed), run here on the CPU so the code is exercised offline."""
     from test_bench_compare import _rows_of
 
-    from core.bench import device_speed
+    from training.bench import device_speed
 
     model, tok = tiny_model_and_tokenizer(seed=3)
     model.save_pretrained(str(tmp_path))

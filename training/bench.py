@@ -44,7 +44,7 @@ def peak_gflops(kernel_isa: str) -> tuple[float, str]:
 
     if kernel_isa != "avx2+fma" or "avx512f" not in cpu_flags():
         return matmul_gflops(), "native"
-    code = "from core.bench import matmul_gflops; print(matmul_gflops())"
+    code = "from training.bench import matmul_gflops; print(matmul_gflops())"
     try:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
                              env={**os.environ, "MKL_ENABLE_INSTRUCTIONS": "AVX2"}).stdout
@@ -214,7 +214,7 @@ def serving_memory(model_dir: Path | None) -> dict:
         "for i in range(100):\n"
         "    f = forms[i % 4]\n"
         "    p.write(PoemRequest(form=f, seed=i) if i % 5 else PoemRequest(form='词', cipai='浣溪沙', seed=i))\n"
-        "from core.bench import peak_rss_kb; print(peak_rss_kb())\n"
+        "from training.bench import peak_rss_kb; print(peak_rss_kb())\n"
     )
     args = [str(model_dir)] if model_dir else []
     r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=900)

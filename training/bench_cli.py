@@ -25,7 +25,7 @@ def bench(
     """Measure generation speed, cold start and memory against baselines, in one run."""
     import torch
 
-    from core.bench import print_bench, run_bench, save
+    from training.bench import print_bench, run_bench, save
 
     if threads:
         torch.set_num_threads(threads)
@@ -35,7 +35,7 @@ def bench(
         save(res, out)
     if markdown:
         from core.atomic import write_text
-        from core.bench import to_markdown
+        from training.bench import to_markdown
 
         write_text(markdown, to_markdown(res))
     if json_output:
