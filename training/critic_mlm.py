@@ -14,7 +14,6 @@ keeps it on the CPU); batches and masks are drawn on the CPU either way, so they
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 
 from core.critic.critic import BODY_OFFSET, CharVocab, Critic, CriticCard, char_mask
 from core.critic.model import CriticConfig, CriticModel, n_params
+from training.schedule import rewarm, warmup_cosine
 
 STATE_FILE = "trainer_state.pt"
 
@@ -132,13 +132,9 @@ def draw_batch(buckets: list[np.ndarray], batch_size: int, rng: np.random.Genera
 
 
 def lr_factor(step: int, cfg: MLMConfig, restarted_at: int | None = None) -> float:
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    t = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
-    f = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
-    if restarted_at is not None and restarted_at <= step < restarted_at + cfg.rewarm_steps:
-        f *= (step - restarted_at + 1) / cfg.rewarm_steps
-    return f
+    """The masked LM's schedule (training.schedule), re-warmed after a restart from weights."""
+    return warmup_cosine(step, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio) * rewarm(step, restarted_at,
+                                                                                          cfg.rewarm_steps)
 
 
 def save_ckpt(ckpt: Path, model: CriticModel, opt, step: int, cfg: MLMConfig, tokenizer_json: dict,

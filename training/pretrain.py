@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import shutil
 import time
@@ -31,6 +30,7 @@ import torch.nn.functional as F
 from core.cpu_share import cpu_flags
 from training import checkpoint
 from training.model import GPTConfig, build_model, n_params
+from training.schedule import rewarm, warmup_cosine
 
 # Micro-batch on CPU when `micro_batch` is 0: measured tokens/s is flat from 16 to 64 sequences of 256
 # on 2 cores (docs/training.md), so the whole batch goes at once unless it is larger than this.
@@ -164,21 +164,11 @@ def set_threads(n: int) -> int:
     return torch.get_num_threads()
 
 
-def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """LR multiplier: linear warm-up over `warmup` steps, then cosine decay to `min_ratio` at `total`."""
-    if step < warmup:
-        return (step + 1) / warmup
-    t = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
-
-
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """The run's schedule, times a linear re-warm-up after the latest restart from weights."""
     mult = warmup_cosine(step, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
     if cfg.resumes:
-        r = cfg.resumes[-1]
-        if r.step <= step < r.step + r.rewarm_steps:
-            mult *= (step - r.step + 1) / r.rewarm_steps
+        mult *= rewarm(step, cfg.resumes[-1].step, cfg.resumes[-1].rewarm_steps)
     return mult
 
 

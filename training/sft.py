@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from core.atomic import atomic_dir
-from training.pretrain import autocast, follow_free_cores, free_cores, warmup_cosine
+from training.pretrain import autocast, follow_free_cores, free_cores
+from training.schedule import warmup_cosine
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 GPT2_TARGETS = ("c_attn", "c_proj", "c_fc")
