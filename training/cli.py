@@ -132,6 +132,8 @@ def critic(
         poet.close()
         typer.echo(f"human-likeness head: {train_human_head(crit, real, gen)}")
         crit.card.metrics["human_generator"] = gen_version
+        crit.card.metrics["human_decoding"] = (f"contrastive β {poet.contrast.beta:g}, α {poet.contrast.alpha:g}"
+                                               if poet.contrast is not None else "plain")
     if "rating" in todo:
         from db.store import Store
 

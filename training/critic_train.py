@@ -69,7 +69,7 @@ characters it doubts (docs/critic.md). Same character vocabulary as the dataset'
 | masked-LM pretraining | {f("mlm_steps")} steps of {f("mlm_batch")} poems on the train split ({f("mlm_mask_rate")} of characters masked, BERT's 80/10/10) |
 | MLM valid loss / accuracy | {f("mlm_valid_loss")} nats / {f("mlm_valid_acc")} (1,000 valid poems, fixed masks) |
 | human-likeness head | held-out accuracy {f("human_valid_acc")}, AUC {f("human_valid_auc")} ({f("human_valid_n")} poems) |
-| its negatives | plain samples of `{generator}` (regenerate when the generator changes) |
+| its negatives | samples of `{generator}` ({m.get("human_decoding", "plain")} decoding, as the poet writes by default; regenerate when the generator changes) |
 | rating head | {rating} |
 | chooses and mends by | {by} |
 
