@@ -27,7 +27,7 @@ from core.fastc import CConstraints, CFastLlama, c_sample, load_kernel
 from core.fastlm import FastLlama
 from core.generate import VocabIndex, sample
 from core.plan import Plan
-from core.smc import DEAD, Resample, legal_log_mass, needs_resampling, systematic
+from core.smc import DEAD, Resample, legal_log_mass, resamples_here, systematic
 
 MARK_INDEX = {"平": 0, "仄": 1, "中": 2}
 SAMPLED, COPIED = -1, -2  # PlanTensors.forced_list codes besides token ids
@@ -341,8 +341,7 @@ class Engine:
         sampling = []
         for i, job in enumerate(jobs):
             f = job.pt.forced_list[job.slot]
-            if (self.resample is not None and job.plan.slots[job.slot].kind == "punct"
-                    and job.slot < len(job.plan.slots) - 1 and needs_resampling(job.logw, self.resample)):
+            if resamples_here(job.plan.slots, job.slot, job.logw, self.resample):
                 self._resample(job)
             if f >= 0:
                 toks[i] = torch.full((job.n_rows,), f, dtype=torch.long, device=job.out.device)

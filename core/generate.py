@@ -9,6 +9,7 @@ are fed to the model together in one forward call.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ from core.contrast import Contrast, contrastive_logits, token_logprob
 from core.fastc import c_sample, load_kernel
 from core.gelv.usage import common_tone_classes
 from core.plan import Plan, rhyme_keys, rhyme_tone_of
-from core.smc import DEAD, Resample, legal_log_mass, needs_resampling, systematic
+from core.smc import DEAD, Resample, legal_log_mass, resamples_here, systematic
 from core.variants import is_standard
 
 # A rhyme class needs this many characters in the vocabulary to be offered (avoids 窄韵 dead ends).
@@ -217,12 +218,11 @@ def generate(model, tokenizer, vi: VocabIndex, plan: Plan, prompt: str, batch: i
     out_ids: list[list[int]] = [[] for _ in range(batch)]
     logits = None
     logw = torch.zeros(batch, dtype=torch.float64)
-    last = len(plan.slots) - 1
     for si, slot in enumerate(plan.slots):
-        if resample is not None and slot.kind == "punct" and si < last and needs_resampling(logw, resample):
+        if resamples_here(plan.slots, si, logw, resample):
             idx = systematic(logw, float(torch.rand(1, generator=gen, dtype=torch.float64)))
-            rows = [RowState(set(rows[i].templates), set(rows[i].groups), set(rows[i].used), rows[i].logprob,
-                             rows[i].n_sampled, rows[i].failed) for i in idx.tolist()]
+            rows = [dataclasses.replace(rows[i], templates=set(rows[i].templates), groups=set(rows[i].groups),
+                                        used=set(rows[i].used)) for i in idx.tolist()]
             out_ids = [list(out_ids[i]) for i in idx.tolist()]
             pending = pending[idx]
             for cache in (past, past_a):

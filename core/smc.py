@@ -48,6 +48,13 @@ def needs_resampling(logw: torch.Tensor, r: Resample) -> bool:
     return float(1.0 / (w * w).sum()) < r.ess * logw.shape[0]
 
 
+def resamples_here(plan_slots: list, slot: int, logw: torch.Tensor, r: Resample | None) -> bool:
+    """Whether the drafts are resampled before `slot`: a clause end (punctuation) that is not the poem's
+    last slot, with resampling on and the weights too uneven (`needs_resampling`)."""
+    return (r is not None and plan_slots[slot].kind == "punct" and slot < len(plan_slots) - 1
+            and needs_resampling(logw, r))
+
+
 def systematic(logw: torch.Tensor, u: float) -> torch.Tensor:
     """(B,) long: the draft each position copies, by systematic resampling with the one uniform `u`."""
     k = logw.shape[0]
